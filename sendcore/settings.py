@@ -1,0 +1,347 @@
+"""Settings: every key has a default, so an empty TOML file is valid.
+
+Durations are written "90s", "15m", "16h", "30d", "1w" (or a number of
+seconds). Unknown keys are errors, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+
+from .errors import ConfigError
+
+__all__ = [
+    "ChannelSettings",
+    "ErrorSegmentSettings",
+    "FrequencyCap",
+    "JournalSettings",
+    "PluginSettings",
+    "ProviderSettings",
+    "QuietWindow",
+    "RetrySettings",
+    "RouteLimit",
+    "Settings",
+    "Spacing",
+    "parse_duration",
+]
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+Duration = Union[float, str]
+
+
+def parse_duration(value: Any, field: str) -> float:
+    """Seconds in ``value`` ("90s", "16h", "30d", or a number); raise naming ``field``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{field}: expected a duration like '90s' or '16h', got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        m = _DURATION.match(value)
+        if not m:
+            raise ValueError(f"{field}: expected a duration like '90s', '16h' or '30d', got {value!r}")
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    else:
+        raise ValueError(f"{field}: expected a duration like '90s' or '16h', got {value!r}")
+    if seconds < 0 or seconds != seconds:
+        raise ValueError(f"{field}: a duration cannot be negative, got {value!r}")
+    return seconds
+
+
+def parse_clock(value: str, field: str) -> int:
+    """Minutes after midnight of "HH:MM"; raise naming ``field``."""
+    if not isinstance(value, str) or not _CLOCK.match(value):
+        raise ValueError(f"{field}: expected a local time 'HH:MM' (00:00-23:59), got {value!r}")
+    return int(value[:2]) * 60 + int(value[3:])
+
+
+def _check_zone(value: str, field: str) -> None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"{field}: unknown timezone {value!r}") from None
+
+
+class QuietWindow(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """A daily local-time window in which non-transactional sends wait (R8).
+
+    ``start`` > ``end`` wraps past midnight ("20:00" to "11:00").
+    """
+
+    start: str
+    end: str
+
+    def __post_init__(self) -> None:
+        parse_clock(self.start, "quiet_hours.start")
+        parse_clock(self.end, "quiet_hours.end")
+
+    @property
+    def minutes(self) -> tuple[int, int]:
+        """(start, end) in minutes after local midnight."""
+        return parse_clock(self.start, "quiet_hours.start"), parse_clock(self.end, "quiet_hours.end")
+
+
+class ChannelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Per-channel rules. Unset keys take the channel's built-in default.
+
+    ``quiet_hours = false`` turns the built-in window off for the channel.
+    """
+
+    smart_sending_window: Union[Duration, msgspec.UnsetType] = msgspec.UNSET
+    smart_sending_origins: Union[list[Literal["flow", "campaign"]], msgspec.UnsetType] = msgspec.UNSET
+    quiet_hours: Union[QuietWindow, bool, msgspec.UnsetType] = msgspec.UNSET
+    ramp: Union[Duration, msgspec.UnsetType] = msgspec.UNSET
+    provider: Union[str, None] = None
+
+    def __post_init__(self) -> None:
+        if self.smart_sending_window is not msgspec.UNSET:
+            self.smart_sending_window = parse_duration(self.smart_sending_window, "smart_sending_window")
+        if self.ramp is not msgspec.UNSET:
+            self.ramp = parse_duration(self.ramp, "ramp")
+        if self.quiet_hours is True:
+            raise ValueError("quiet_hours: give a window {start = 'HH:MM', end = 'HH:MM'} or false")
+
+
+class ErrorSegmentSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """R13: addresses with a temporary error within ``window`` are excluded from ``origins``."""
+
+    window: Duration = "30d"
+    origins: list[Literal["flow", "campaign"]] = msgspec.field(default_factory=lambda: ["campaign"])
+    channels: Union[list[str], None] = None
+
+    def __post_init__(self) -> None:
+        self.window = parse_duration(self.window, "error_segment.window")
+
+
+CALENDAR_WINDOWS = ("day", "week", "month")
+
+
+class FrequencyCap(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """R5: at most ``max`` sends per ``window`` per recipient, within the scope given.
+
+    ``window`` is a rolling duration ("30d") or a calendar period ("day",
+    "week", "month") in the recipient's timezone. ``action`` is "skip" or
+    "defer" (hold until the cap frees). ``countries``/``regions`` limit the
+    rule to recipients there (used by jurisdiction packs).
+    """
+
+    max: int
+    window: Duration
+    channel: Union[str, None] = None
+    origins: list[Literal["flow", "campaign", "transactional"]] = msgspec.field(
+        default_factory=lambda: ["flow", "campaign"]
+    )
+    tags: list[str] = []
+    action: Literal["skip", "defer"] = "skip"
+    countries: list[str] = []
+    regions: list[str] = []
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max, int) or self.max < 1:
+            raise ValueError(f"frequency_caps.max: expected a positive integer, got {self.max!r}")
+        if isinstance(self.window, str) and self.window in CALENDAR_WINDOWS:
+            return
+        self.window = parse_duration(self.window, "frequency_caps.window")
+        if self.window <= 0:
+            raise ValueError("frequency_caps.window: must be longer than 0s")
+
+    @property
+    def calendar(self) -> Union[str, None]:
+        """The calendar period name, or None for a rolling window."""
+        return self.window if isinstance(self.window, str) else None
+
+
+class Spacing(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """R6: no ``before`` send within ``gap`` after an ``after`` send to the same recipient."""
+
+    after: str
+    before: str
+    gap: Duration
+    origins: list[Literal["flow", "campaign"]] = msgspec.field(default_factory=lambda: ["flow", "campaign"])
+
+    def __post_init__(self) -> None:
+        self.gap = parse_duration(self.gap, "spacing.gap")
+
+
+class RouteLimit(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """R16: limits of the routes matching (provider, sender, carrier); "*" matches any."""
+
+    provider: str = "*"
+    sender: str = "*"
+    carrier: str = "*"
+    rate: float = 0.0
+    burst: int = 0
+    daily_cap: int = 0
+    daily_cap_timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if self.rate < 0:
+            raise ValueError(f"routes.rate: must be >= 0 (0 = unlimited), got {self.rate!r}")
+        if self.burst < 0:
+            raise ValueError(f"routes.burst: must be >= 0, got {self.burst!r}")
+        if self.daily_cap < 0:
+            raise ValueError(f"routes.daily_cap: must be >= 0 (0 = none), got {self.daily_cap!r}")
+        _check_zone(self.daily_cap_timezone, "routes.daily_cap_timezone")
+
+    @property
+    def specificity(self) -> int:
+        """How specific the match is: the carrier counts more than the sender."""
+        return (self.provider != "*") * 4 + (self.carrier != "*") * 2 + (self.sender != "*")
+
+
+class ProviderSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Provider-wide limits, overriding what the provider declares (R16)."""
+
+    rate: Union[float, None] = None
+    burst: Union[int, None] = None
+    max_concurrency: Union[int, None] = None
+    timeout: Union[Duration, None] = None
+    max_batch: Union[int, None] = None
+    options: dict[str, Any] = {}
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None:
+            self.timeout = parse_duration(self.timeout, "providers.timeout")
+
+
+class RetrySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """R18: exponential backoff with jitter for temporary failures."""
+
+    max_attempts: int = 5
+    base_delay: Duration = "30s"
+    max_delay: Duration = "1h"
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"retry.max_attempts: must be >= 1, got {self.max_attempts!r}")
+        self.base_delay = parse_duration(self.base_delay, "retry.base_delay")
+        self.max_delay = parse_duration(self.max_delay, "retry.max_delay")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"retry.jitter: must be between 0 and 1, got {self.jitter!r}")
+
+
+class JournalSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """R22: where the journal lives; "" keeps everything in memory."""
+
+    path: str = ".sendcore"
+    sync: Literal["group", "always", "never"] = "group"
+    snapshot_every: int = 1_000_000
+
+
+class PluginSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Which installed plugins load: ``allow`` (empty = all) minus ``block``."""
+
+    allow: list[str] = []
+    block: list[str] = []
+
+
+_CHANNEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sms": {"smart_sending_window": 24 * 3600.0, "quiet_hours": QuietWindow(start="20:00", end="11:00")},
+    "email": {"smart_sending_window": 16 * 3600.0, "quiet_hours": False},
+    "push": {"smart_sending_window": 24 * 3600.0, "quiet_hours": False},
+}
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """All of sendcore's configuration. Load with ``Settings.from_toml(path)``."""
+
+    default_timezone: str = "UTC"
+    jurisdictions: list[str] = []
+    max_pending: int = 10_000_000
+    retention: Duration = "7d"
+    late_local: Literal["send", "skip"] = "send"
+    seed: int = 0
+    channels: dict[str, ChannelSettings] = {}
+    error_segment: ErrorSegmentSettings = msgspec.field(default_factory=ErrorSegmentSettings)
+    frequency_caps: list[FrequencyCap] = []
+    spacing: list[Spacing] = []
+    routes: list[RouteLimit] = []
+    providers: dict[str, ProviderSettings] = {}
+    retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
+    journal: JournalSettings = msgspec.field(default_factory=JournalSettings)
+    plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
+
+    def __post_init__(self) -> None:
+        _check_zone(self.default_timezone, "default_timezone")
+        self.retention = parse_duration(self.retention, "retention")
+        if not isinstance(self.max_pending, int) or self.max_pending < 1:
+            raise ValueError(f"max_pending: must be a positive integer, got {self.max_pending!r}")
+        for name in self.channels:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(f"channels.{name}: channel names are lowercase words")
+
+    # Loading
+
+    @classmethod
+    def from_toml(cls, path: Union[str, Path]) -> Settings:
+        """Load settings from a TOML file; raise ConfigError naming the file and key."""
+        p = Path(path)
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read settings file: {exc.strerror}") from None
+        return cls.from_toml_bytes(data, source=str(p))
+
+    @classmethod
+    def from_toml_bytes(cls, data: Union[bytes, str], source: str = "<settings>") -> Settings:
+        """Load settings from TOML text."""
+        try:
+            return msgspec.toml.decode(data, type=cls)
+        except msgspec.DecodeError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        """Build settings from plain Python values shaped like the TOML file."""
+        try:
+            return msgspec.convert(data, type=cls)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, for display and round trips."""
+        return msgspec.to_builtins(self)
+
+    # Resolved per-channel values
+
+    def channel(self, name: str) -> ResolvedChannel:
+        """The channel's settings with built-in defaults filled in."""
+        base = _CHANNEL_DEFAULTS.get(name, {"smart_sending_window": 0.0, "quiet_hours": False})
+        cs = self.channels.get(name) or ChannelSettings()
+        window = cs.smart_sending_window if cs.smart_sending_window is not msgspec.UNSET else base["smart_sending_window"]
+        quiet = cs.quiet_hours if cs.quiet_hours is not msgspec.UNSET else base["quiet_hours"]
+        origins = cs.smart_sending_origins if cs.smart_sending_origins is not msgspec.UNSET else ["flow", "campaign"]
+        ramp = cs.ramp if cs.ramp is not msgspec.UNSET else 600.0
+        return ResolvedChannel(
+            name=name,
+            smart_sending_window=float(window),
+            smart_sending_origins=frozenset(origins),
+            quiet_hours=quiet if isinstance(quiet, QuietWindow) else None,
+            ramp=float(ramp),
+            provider=cs.provider,
+        )
+
+    @property
+    def channel_names(self) -> list[str]:
+        """Channels known from the built-in defaults and the settings."""
+        return sorted(set(_CHANNEL_DEFAULTS) | set(self.channels))
+
+
+class ResolvedChannel(msgspec.Struct, kw_only=True, frozen=True):
+    """A channel's effective settings (defaults applied)."""
+
+    name: str
+    smart_sending_window: float
+    smart_sending_origins: frozenset[str]
+    quiet_hours: Union[QuietWindow, None]
+    ramp: float
+    provider: Union[str, None]
