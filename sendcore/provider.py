@@ -1,0 +1,128 @@
+"""The provider contract: what a provider plugin implements and what the engine gives it.
+
+A provider is any object with these attributes and an ``async send(batch)``
+returning one ``Result`` per send, in order. Subclassing ``Provider`` is
+optional; it documents the surface and fills in defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence, Union, runtime_checkable
+
+import msgspec
+
+from .send import Batch, Result
+
+__all__ = ["Clock", "Provider", "ProviderContext", "ProviderSpec", "spec_of"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Time as the engine sees it: the wall clock, or a ``VirtualClock`` in tests."""
+
+    def now(self) -> float:
+        """Current time in epoch seconds."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of this clock's time."""
+        ...
+
+
+class ProviderContext(Protocol):
+    """What the engine hands a provider in ``start(context)``.
+
+    ``clock`` is the engine's clock: a provider that simulates latency or
+    schedules delivery reports must sleep on it, so that it runs on virtual
+    time in tests. ``report_delivery`` adds a ``delivered``/``undelivered``
+    event to a sent message (R21); ``report_opt_out`` records that an address
+    replied STOP (R14, scope ``marketing``).
+    """
+
+    clock: Clock
+    settings: dict[str, Any]
+
+    def report_delivery(self, send_id: str, delivered: bool, detail: str = "") -> None:
+        """Record a delivery report for a send this provider accepted."""
+        ...
+
+    def report_opt_out(self, channel: str, address: str) -> None:
+        """Record that ``address`` opted out of marketing on ``channel``."""
+        ...
+
+
+class Provider:
+    """Base class documenting the provider surface.
+
+    Class attributes declare the provider: ``name`` (unique), ``channels`` it
+    serves, ``max_batch`` (R19), default route limits ``rate`` (messages or
+    SMS segments per second, None = unlimited), ``burst``, ``daily_cap``
+    (0 = none), ``max_concurrency`` (batches in flight at once) and
+    ``timeout`` (seconds a ``send`` call may take before it counts as a
+    temporary failure of the whole batch).
+    """
+
+    name: str = ""
+    channels: Sequence[str] = ()
+    max_batch: int = 100
+    rate: Union[float, None] = None
+    burst: Union[int, None] = None
+    daily_cap: int = 0
+    max_concurrency: int = 8
+    timeout: float = 30.0
+
+    async def start(self, context: ProviderContext) -> None:
+        """Called once before the first batch, with the engine's context."""
+
+    async def send(self, batch: Batch) -> list[Result]:
+        """Send a batch; return exactly one result per send, in order.
+
+        Use ``send.id`` as the idempotency key with the remote API: a send in
+        flight during a crash is sent again with the same id (R22).
+        """
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Called once at shutdown, after in-flight batches finished or timed out."""
+
+    def parse_delivery_report(self, payload: Any) -> Union[tuple[str, bool, str], None]:
+        """Turn a provider webhook payload into (send_id, delivered, detail), or None."""
+        return None
+
+
+class ProviderSpec(msgspec.Struct, kw_only=True, frozen=True):
+    """What the core needs to know of a provider: its name, channels and limits."""
+
+    name: str
+    channels: tuple[str, ...]
+    max_batch: int = 100
+    rate: Union[float, None] = None
+    burst: Union[int, None] = None
+    daily_cap: int = 0
+    max_concurrency: int = 8
+    timeout: float = 30.0
+
+
+def spec_of(provider: Any, overrides: Any = None) -> ProviderSpec:
+    """Read a provider object's declaration, applying ``[providers.NAME]`` settings."""
+    rate = getattr(provider, "rate", None)
+    burst = getattr(provider, "burst", None)
+    conc = getattr(provider, "max_concurrency", 8)
+    timeout = getattr(provider, "timeout", 30.0)
+    max_batch = getattr(provider, "max_batch", 100)
+    if overrides is not None:
+        rate = overrides.rate if overrides.rate is not None else rate
+        burst = overrides.burst if overrides.burst is not None else burst
+        conc = overrides.max_concurrency if overrides.max_concurrency is not None else conc
+        timeout = overrides.timeout if overrides.timeout is not None else timeout
+        max_batch = overrides.max_batch if overrides.max_batch is not None else max_batch
+    return ProviderSpec(
+        name=provider.name,
+        channels=tuple(provider.channels),
+        max_batch=int(max_batch),
+        rate=rate,
+        burst=burst,
+        daily_cap=int(getattr(provider, "daily_cap", 0) or 0),
+        max_concurrency=int(conc),
+        timeout=float(timeout),
+    )
