@@ -1,0 +1,943 @@
+"""The sans-I/O core: a synchronous state machine that decides whether and when each send leaves.
+
+Time is always passed in; the core knows no clock, no event loop and no I/O.
+Its inputs are ``submit``, ``cancel``, ``advance``, ``record``/``record_error``,
+``suppress``/``unsuppress`` and ``delivery_report``, each with ``now``; replaying
+the same inputs rebuilds the same state (jitter and ramps are hashed from send
+ids, never drawn from a shared random stream).
+
+Data flow (DESIGN §2)::
+
+    submit -> ledger + timing wheel -> (due) admission policies -> route queues
+           -> (paced by GCRA) dispatch policies -> batches -> record -> outcomes
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import zlib
+from collections import deque
+from datetime import datetime
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+import msgspec
+
+from .errors import InputError, PendingLimitError
+from .history import History
+from .ledger import IN_FLIGHT, QUEUED, SCHEDULED, WHERE_NAMES, Entry
+from .locale import LocaleResolver, local_to_epoch, period_bounds
+from .phones import carrier_of, check_number
+from .policies.base import Policy, Stage
+from .policies.error_segment import ErrorSegment
+from .policies.expiry import Expiry
+from .policies.frequency_caps import FrequencyCaps
+from .policies.jurisdictions import load_packs
+from .policies.quiet_hours import QuietHours
+from .policies.smart_sending import SmartSending
+from .policies.spacing import Spacing
+from .policies.suppression import Suppression
+from .provider import ProviderSpec
+from .routes import Route, RouteKey, limits_for
+from .segments import sms_segments
+from .send import (
+    ORIGIN_PRIORITY,
+    Accepted,
+    Batch,
+    CancelReport,
+    Explanation,
+    Origin,
+    Outcome,
+    PermanentFailure,
+    RateLimited,
+    Reason,
+    Rejection,
+    Send,
+    Stats,
+    Status,
+    SubmitReport,
+    TemporaryFailure,
+)
+from .settings import Settings
+from .wheel import PriorityWheel
+
+__all__ = ["Core", "PHONE_CHANNELS"]
+
+#: Channels whose ``to`` is a phone number (validated, carrier looked up, SMS segments counted).
+PHONE_CHANNELS = frozenset({"sms", "mms", "whatsapp", "rcs", "voice"})
+
+#: At most this many sends come out of the wheel per ``advance`` call, so one
+#: call stays short on a real clock; the rest leave on the next call, at once.
+ADMIT_CHUNK = 50_000
+
+DEAD = -1  # cancelled or finished; skipped where it still sits (lazy deletion)
+
+_TRANSACTIONAL = Origin.TRANSACTIONAL
+_KNOWN_ZONES: dict[str, bool] = {}
+
+
+def _zone_ok(name: str) -> bool:
+    ok = _KNOWN_ZONES.get(name)
+    if ok is None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name)
+            ok = True
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            ok = False
+        _KNOWN_ZONES[name] = ok
+    return ok
+
+
+def _epoch(value: Any, field: str) -> float:
+    """Epoch seconds from a number or an aware datetime; raise InputError naming ``field``."""
+    if type(value) is float or type(value) is int:
+        t = float(value)
+    elif isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InputError(field, "naive datetime; give a timezone-aware datetime or epoch seconds")
+        t = value.timestamp()
+    else:
+        raise InputError(field, f"expected epoch seconds or an aware datetime, got {type(value).__name__}")
+    if t != t or t in (math.inf, -math.inf):
+        raise InputError(field, "not a finite time")
+    return t
+
+
+def _unit(key: str) -> float:
+    """A deterministic number in [0, 1) from a string (jitter and ramps)."""
+    return zlib.crc32(key.encode()) / 4294967296.0
+
+
+class _ProviderState:
+    __slots__ = ("spec", "in_flight", "waiting")
+
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+        self.in_flight = 0
+        self.waiting: list[Route] = []
+
+
+class _InFlight:
+    __slots__ = ("batch", "entries", "route")
+
+    def __init__(self, batch: Batch, entries: list[Entry], route: Route) -> None:
+        self.batch = batch
+        self.entries = entries
+        self.route = route
+
+
+class Core:
+    """The scheduling state machine. See the module docstring and DESIGN §2/§4.
+
+    ``providers`` are the specs of the providers sends may go to.
+    ``resolve_timezone(send)`` and ``lookup_carrier(send)`` are the plugin
+    hooks (None when no plugin implements them). ``policies`` are extra
+    policy objects, run after the built-in ones at the stages they declare.
+    """
+
+    def __init__(
+        self,
+        settings: Union[Settings, None] = None,
+        providers: Sequence[ProviderSpec] = (),
+        *,
+        resolve_timezone: Optional[Callable[[Send], Optional[str]]] = None,
+        lookup_carrier: Optional[Callable[[Send], Optional[str]]] = None,
+        policies: Sequence[Policy] = (),
+    ) -> None:
+        self.settings = settings = settings or Settings()
+        self._providers: dict[str, _ProviderState] = {}
+        for spec in providers:
+            if spec.name in self._providers:
+                raise ValueError(f"providers: two providers are named {spec.name!r}")
+            self._providers[spec.name] = _ProviderState(spec)
+        self._channels = frozenset(settings.channel_names) | {c for p in providers for c in p.channels}
+        self._channel_provider: dict[str, Union[str, InputError]] = {}
+        self._locale = LocaleResolver(settings, resolve_timezone)
+        self._lookup_carrier = lookup_carrier
+        self._retention = float(settings.retention)
+        self._max_pending = settings.max_pending
+        self._retry = settings.retry
+
+        packs = load_packs(list(settings.jurisdictions))
+        caps = list(settings.frequency_caps)
+        for pack in packs:
+            caps.extend(pack.frequency_caps())
+        self.history = History(caps, settings.spacing)
+        self.suppression = Suppression()
+        self.error_segment = ErrorSegment(settings.error_segment)
+        self.quiet_hours = QuietHours(settings, packs)
+        #: Every policy in the order it runs; built-ins first.
+        self.policies: list[Policy] = [
+            Expiry(),
+            self.suppression,
+            self.error_segment,
+            self.quiet_hours,
+            SmartSending(settings, self.history),
+            FrequencyCaps(self.history),
+            Spacing(list(settings.spacing), self.history),
+            *policies,
+        ]
+        self._admit = [p for p in self.policies if p.stages & Stage.ADMIT]
+        self._dispatch = [p for p in self.policies if p.stages & Stage.DISPATCH]
+
+        self._pending: dict[str, Entry] = {}
+        self._wheel: PriorityWheel[Entry] = PriorityWheel()
+        self._dead_in_wheel = 0
+        self._routes: dict[RouteKey, Route] = {}
+        self._ready: list[tuple[float, int, Route]] = []
+        self._ready_seq = 0
+        self._inflight: dict[int, _InFlight] = {}
+        self._batch_seq = 0
+        self._reservations: dict[str, Any] = {}
+        self._finished: dict[str, Outcome] = {}
+        self._finished_order: deque[str] = deque()
+        self._outcomes: list[Outcome] = []
+        self._by_recipient: dict[str, Union[Entry, list[Entry]]] = {}
+        self._by_origin: dict[str, list[Entry]] = {}
+        self._origin_live: dict[str, int] = {}
+        self._now = -math.inf
+        self._submitted = 0
+        self._rejected = 0
+        self._final: dict[str, int] = {}
+        self._reasons: dict[str, int] = {}
+        self._events: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def pending(self) -> int:
+        """Sends accepted and not yet final (scheduled, queued or in flight)."""
+        return len(self._pending)
+
+    @property
+    def in_flight(self) -> int:
+        """Batches handed to providers whose results are not recorded yet."""
+        return len(self._inflight)
+
+    @property
+    def providers(self) -> dict[str, ProviderSpec]:
+        """The provider specs by name."""
+        return {n: p.spec for n, p in self._providers.items()}
+
+    def outcome(self, send_id: str) -> Optional[Outcome]:
+        """The final outcome of ``send_id`` within the retention window, else None."""
+        return self._finished.get(send_id)
+
+    def drain_outcomes(self) -> list[Outcome]:
+        """Every outcome and event since the last call, in the order they happened."""
+        out = self._outcomes
+        self._outcomes = []
+        return out
+
+    def next_wakeup(self) -> Optional[float]:
+        """The earliest instant ``advance`` may have work, or None if nothing waits.
+
+        In-flight batches do not count: their ``record`` call wakes the core.
+        """
+        best = self._wheel.next_due()
+        ready = self._ready
+        while ready and ready[0][2].scheduled_at != ready[0][0]:
+            heapq.heappop(ready)
+        if ready and (best is None or ready[0][0] < best):
+            best = ready[0][0]
+        return best
+
+    def stats(self) -> Stats:
+        """A frozen snapshot of counts. O(pending): meant for reports, not hot loops."""
+        where = [0, 0, 0]
+        for e in self._pending.values():
+            where[e.where] += 1
+        return Stats(
+            pending=len(self._pending),
+            scheduled=where[SCHEDULED],
+            queued=where[QUEUED],
+            in_flight=where[IN_FLIGHT],
+            submitted=self._submitted,
+            rejected=self._rejected,
+            final=dict(self._final),
+            reasons=dict(self._reasons),
+            events=dict(self._events),
+        )
+
+    def explain(self, send_id: str) -> Optional[Explanation]:
+        """Where a send waits, which rule holds it and when it may leave (R20b); None if unknown."""
+        e = self._pending.get(send_id)
+        if e is None:
+            o = self._finished.get(send_id)
+            if o is None:
+                return None
+            return Explanation(send_id=send_id, state="final", rule=o.reason.value, outcome=o,
+                               attempt=o.attempt, detail=o.detail)
+        route = self._routes.get(e.route) if e.route else None
+        if e.where == SCHEDULED:
+            rule = e.hold or ("retry" if e.attempt else "send_at")
+            return Explanation(send_id=send_id, state="scheduled", rule=rule, earliest=e.due,
+                               attempt=e.attempt, route=route.name if route else None)
+        if e.where == QUEUED and route is not None:
+            return Explanation(send_id=send_id, state="queued", rule=self._route_rule(route, e),
+                               earliest=self._queued_eta(route, e), route=route.name, attempt=e.attempt)
+        return Explanation(send_id=send_id, state="in_flight", rule="provider", attempt=e.attempt,
+                           route=route.name if route else None)
+
+    def _route_rule(self, route: Route, e: Entry) -> str:
+        if route.blocked_until > self._now:
+            return "daily_cap"
+        if self._providers[route.key[0]].in_flight >= self._providers[route.key[0]].spec.max_concurrency:
+            return "max_concurrency"
+        return "rate_limit"
+
+    def _queued_eta(self, route: Route, e: Entry) -> float:
+        """Earliest instant ``e`` may leave its route, counting the sends ahead of it."""
+        ahead = 0.0
+        for p in route.prios:
+            for x in route.queues[p]:
+                if x is e:
+                    units = ahead + self._cost(e)
+                    return max(self._now, route.gcra.ready_at(units), route.blocked_until)
+                if x.where == QUEUED:
+                    ahead += self._cost(x)
+        return self._now
+
+    # ------------------------------------------------------------------ submit
+
+    def _provider_for(self, send: Send) -> str:
+        """The provider a send goes to (DESIGN §4); raise InputError naming the field."""
+        name = send.provider
+        if name is not None:
+            st = self._providers.get(name)
+            if st is None:
+                raise InputError("provider", f"unknown provider {name!r}")
+            if send.channel not in st.spec.channels:
+                raise InputError("provider", f"provider {name!r} does not serve channel {send.channel!r}")
+            return name
+        got = self._channel_provider.get(send.channel)
+        if got is None:
+            configured = self.settings.channel(send.channel).provider
+            serving = sorted(n for n, p in self._providers.items() if send.channel in p.spec.channels)
+            if configured is not None:
+                got = configured if configured in self._providers else InputError(
+                    "provider", f"[channels.{send.channel}] provider {configured!r} is not registered")
+            elif len(serving) == 1:
+                got = serving[0]
+            elif not serving:
+                got = InputError("channel", f"no registered provider serves channel {send.channel!r}")
+            else:
+                got = InputError("provider", f"several providers serve {send.channel!r} ({', '.join(serving)}); "
+                                 f"set send.provider or [channels.{send.channel}] provider")
+            self._channel_provider[send.channel] = got
+        if isinstance(got, InputError):
+            raise got
+        return got
+
+    def _normalise(self, item: Any, now: float) -> tuple[Send, float, Optional[str]]:
+        """Validate one item; return (send, due, late_local-skip flag) or raise InputError."""
+        if type(item) is not Send:
+            if isinstance(item, dict):
+                try:
+                    item = msgspec.convert(item, Send)
+                except msgspec.ValidationError as exc:
+                    msg = str(exc)
+                    field = msg.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in msg else "send"
+                    raise InputError(field, msg) from None
+            elif not isinstance(item, Send):
+                raise InputError("send", f"expected a sendcore.Send or a dict, got {type(item).__name__}")
+        s = item
+        changes: dict[str, Any] = {}
+        for field in ("id", "recipient", "to"):
+            v = getattr(s, field)
+            if type(v) is not str or not v:
+                raise InputError(field, "required, a non-empty string" if not v else f"expected a string, got {type(v).__name__}")
+        ch = s.channel
+        if type(ch) is not str or ch not in self._channels:
+            raise InputError("channel", f"unknown channel {ch!r}; known: {', '.join(sorted(self._channels))}")
+        if type(s.origin) is not Origin:
+            try:
+                changes["origin"] = Origin(s.origin)
+            except ValueError:
+                raise InputError("origin", f"expected transactional, flow or campaign, got {s.origin!r}") from None
+        if ch in PHONE_CHANNELS:
+            err = check_number(s.to)
+            if err is not None:
+                raise InputError("to", f"{s.to!r}: {err}")
+        if type(s.body) is not str:
+            raise InputError("body", f"expected a string, got {type(s.body).__name__}")
+        if s.priority is not None and (type(s.priority) is not int):
+            raise InputError("priority", f"expected an integer, got {type(s.priority).__name__}")
+        if type(s.tags) is not tuple:
+            if isinstance(s.tags, list):
+                changes["tags"] = tuple(s.tags)
+            else:
+                raise InputError("tags", f"expected a list of strings, got {type(s.tags).__name__}")
+        for t in changes.get("tags", s.tags):
+            if type(t) is not str:
+                raise InputError("tags", f"expected strings, got {type(t).__name__}")
+        for field in ("timezone", "carrier", "sender", "origin_id", "local_send_at"):
+            v = getattr(s, field)
+            if v is not None and type(v) is not str:
+                raise InputError(field, f"expected a string, got {type(v).__name__}")
+        if s.timezone is not None and not _zone_ok(s.timezone):
+            raise InputError("timezone", f"unknown timezone {s.timezone!r}")
+        for field in ("smart_sending", "quiet_hours"):
+            if type(getattr(s, field)) is not bool:
+                raise InputError(field, f"expected true or false, got {getattr(s, field)!r}")
+        if s.metadata is not None and not isinstance(s.metadata, dict):
+            raise InputError("metadata", f"expected a mapping, got {type(s.metadata).__name__}")
+        self._provider_for(s)
+        if s.expires_at is not None and type(s.expires_at) is not float:
+            changes["expires_at"] = _epoch(s.expires_at, "expires_at")
+        late = None
+        if s.local_send_at is not None:
+            if s.send_at is not None:
+                raise InputError("local_send_at", "give send_at or local_send_at, not both")
+            if changes:
+                s = msgspec.structs.replace(s, **changes)
+                changes = {}
+            loc = self._locale.resolve(s)
+            try:
+                due = local_to_epoch(s.local_send_at, loc.zones)
+            except ValueError as exc:
+                raise InputError("local_send_at", str(exc).removeprefix("local_send_at: ")) from None
+            changes["send_at"] = due
+            if due < now:
+                late = self.settings.late_local
+                due = now
+        elif s.send_at is None:
+            due = now
+        else:
+            due = _epoch(s.send_at, "send_at")
+            if type(s.send_at) is not float:
+                changes["send_at"] = due
+        if changes:
+            s = msgspec.structs.replace(s, **changes)
+        return s, due, late
+
+    def submit(self, sends: Iterable[Any], now: float) -> SubmitReport:
+        """Accept valid sends; report each invalid item with the field at fault (R23).
+
+        Duplicates of pending ids, or of ids finished within the retention
+        window, are rejected (R1). Raises ``PendingLimitError`` and accepts
+        nothing if the valid items would exceed ``max_pending`` (R24).
+        Runtime complexity: O(n).
+        """
+        if now > self._now:
+            self._now = now
+        pending, finished = self._pending, self._finished
+        rejected: list[Rejection] = []
+        ok: list[tuple[Send, float, Optional[str]]] = []
+        seen: set[str] = set()
+        normalise = self._normalise
+        for i, item in enumerate(sends):
+            try:
+                s, due, late = normalise(item, now)
+            except InputError as exc:
+                sid = getattr(item, "id", None) if not isinstance(item, dict) else item.get("id")
+                rejected.append(Rejection(i, sid if isinstance(sid, str) else None, str(exc)))
+                continue
+            sid = s.id
+            if sid in pending or sid in seen:
+                rejected.append(Rejection(i, sid, "id: duplicate of a pending send"))
+                continue
+            if sid in finished:
+                rejected.append(Rejection(i, sid, f"id: duplicate of a send finished as {finished[sid].status.value}"))
+                continue
+            seen.add(sid)
+            ok.append((s, due, late))
+        if len(pending) + len(ok) > self._max_pending:
+            raise PendingLimitError(len(pending), len(ok), self._max_pending)
+        self._submitted += len(ok)
+        self._rejected += len(rejected)
+        resolve = self._locale.resolve
+        insert = self._wheel.insert
+        by_rec, by_origin, origin_live = self._by_recipient, self._by_origin, self._origin_live
+        prio_of = ORIGIN_PRIORITY
+        for s, due, late in ok:
+            prio = s.priority if s.priority is not None else prio_of[s.origin]
+            e = Entry(send=s, due=due, prio=prio, locale=resolve(s))
+            pending[s.id] = e
+            rec = s.recipient
+            got = by_rec.get(rec)
+            if got is None:
+                by_rec[rec] = e
+            elif type(got) is list:
+                got.append(e)
+            else:
+                by_rec[rec] = [got, e]
+            oid = s.origin_id
+            if oid:
+                lst = by_origin.get(oid)
+                if lst is None:
+                    by_origin[oid] = [e]
+                    origin_live[oid] = 1
+                else:
+                    lst.append(e)
+                    origin_live[oid] += 1
+            if late == "skip":
+                self._finish(e, Status.SKIPPED, Reason.LATE_LOCAL, now, "local_send_at already past")
+                continue
+            insert(prio, due, e)
+        return SubmitReport(accepted=len(ok), rejected=rejected, accepted_ids=[s.id for s, _, _ in ok])
+
+    # ------------------------------------------------------------------ cancel
+
+    def cancel(
+        self,
+        now: float,
+        *,
+        ids: Optional[Iterable[str]] = None,
+        recipient: Optional[str] = None,
+        origin_id: Optional[str] = None,
+    ) -> CancelReport:
+        """Cancel pending sends by id, or in bulk by recipient and/or origin id (R20).
+
+        Sends already handed to a provider are reported ``too_late``.
+        Runtime complexity: O(k) for the k sends named or indexed.
+        """
+        if now > self._now:
+            self._now = now
+        cancelled: list[str] = []
+        too_late: list[str] = []
+        unknown: list[str] = []
+        targets: list[Entry] = []
+        if ids is not None:
+            if isinstance(ids, str):
+                ids = [ids]
+            for sid in ids:
+                e = self._pending.get(sid)
+                if e is None:
+                    (too_late if sid in self._finished else unknown).append(sid)
+                else:
+                    targets.append(e)
+        if recipient is not None or origin_id is not None:
+            if recipient is not None:
+                got = self._by_recipient.get(recipient)
+                pool = [] if got is None else (got if type(got) is list else [got])
+            else:
+                pool = self._by_origin.get(origin_id, [])
+            for e in pool:
+                if e.where == DEAD:
+                    continue
+                s = e.send
+                if recipient is not None and s.recipient != recipient:
+                    continue
+                if origin_id is not None and s.origin_id != origin_id:
+                    continue
+                targets.append(e)
+        for e in targets:
+            if e.where == IN_FLIGHT:
+                too_late.append(e.send.id)
+            elif e.where != DEAD:
+                if e.where == SCHEDULED:
+                    self._dead_in_wheel += 1
+                cancelled.append(e.send.id)
+                self._finish(e, Status.CANCELLED, Reason.CANCELLED, now)
+        if self._dead_in_wheel > 10_000 and self._dead_in_wheel * 2 > len(self._pending):
+            self._wheel.prune(lambda x: x.where != DEAD)
+            self._dead_in_wheel = 0
+        return CancelReport(cancelled=cancelled, too_late=too_late, unknown=unknown)
+
+    # ------------------------------------------------------------------ suppression & reports
+
+    def suppress(self, channel: str, address: str, scope: str = "marketing", now: float = 0.0) -> None:
+        """Add ``address`` to the suppression list of ``channel`` (R14)."""
+        self.suppression.add(channel, address, scope)  # type: ignore[arg-type]
+
+    def unsuppress(self, channel: str, address: str, now: float = 0.0) -> bool:
+        """Remove ``address`` from the suppression list of ``channel``."""
+        return self.suppression.remove(channel, address)
+
+    def delivery_report(self, send_id: str, delivered: bool, now: float, detail: str = "") -> bool:
+        """Add a ``delivered``/``undelivered`` event to a sent message (R21); False if unknown."""
+        o = self._finished.get(send_id)
+        if o is None or o.status is not Status.SENT:
+            return False
+        status = Status.DELIVERED if delivered else Status.UNDELIVERED
+        self._event(Outcome(send_id=send_id, status=status, reason=Reason.DELIVERY_REPORT, at=now,
+                            attempt=o.attempt, provider=o.provider, provider_id=o.provider_id,
+                            detail=detail, channel=o.channel, recipient=o.recipient))
+        return True
+
+    # ------------------------------------------------------------------ verdicts (called by policies)
+
+    def skip(self, entry: Entry, reason: Reason, detail: str = "") -> None:
+        """Policy verdict: end ``entry`` as skipped."""
+        self._finish(entry, Status.SKIPPED, reason, self._now, detail)
+
+    def defer(self, entry: Entry, until: float, reason: Reason, detail: str = "") -> None:
+        """Policy verdict: hold ``entry`` until ``until``; expire it if that is too late (R15)."""
+        exp = entry.send.expires_at
+        if exp is not None and until >= exp:
+            self._finish(entry, Status.SKIPPED, Reason.EXPIRED, self._now, f"held by {reason.value} past expires_at")
+            return
+        entry.where = SCHEDULED
+        entry.due = until
+        entry.hold = reason.value
+        self._wheel.insert(entry.prio, until, entry)
+        s = entry.send
+        self._event(Outcome(send_id=s.id, status=Status.DEFERRED, reason=reason, at=self._now,
+                            attempt=entry.attempt, detail=detail, channel=s.channel,
+                            recipient=s.recipient, until=until))
+
+    # ------------------------------------------------------------------ advance
+
+    def advance(self, now: float) -> list[Batch]:
+        """Move time to ``now``: admit due sends, pace routes, return batches to send now.
+
+        Runtime complexity: O(k) for the k sends that move, plus O(log R) per
+        route woken.
+        """
+        if now > self._now:
+            self._now = now
+        now = self._now
+        self._expire_retention(now)
+        due = self._wheel.pop_due(now, ADMIT_CHUNK)
+        if due:
+            live = [e for e in due if e.where == SCHEDULED]
+            self._dead_in_wheel -= len(due) - len(live)
+            if self._dead_in_wheel < 0:
+                self._dead_in_wheel = 0
+            for p in self._admit:
+                if not live:
+                    break
+                live = p.check(live, now, Stage.ADMIT, self)
+            if live:
+                self._enqueue(live, now)
+        return self._dispatch_ready(now)
+
+    def _route_of(self, e: Entry) -> Route:
+        s = e.send
+        key = e.route
+        if key is None:
+            provider = self._provider_for(s)
+            if s.channel in PHONE_CHANNELS:
+                carrier = s.carrier
+                if carrier is None and self._lookup_carrier is not None:
+                    carrier = self._lookup_carrier(s)
+                if carrier is None:
+                    carrier = carrier_of(s.to) or "unknown"
+            else:
+                carrier = s.carrier or ""
+            key = e.route = (provider, s.channel, s.sender or "", carrier)
+        route = self._routes.get(key)
+        if route is None:
+            spec = self._providers[key[0]].spec
+            limit = limits_for(self.settings.routes, key[0], key[2] or "*", key[3] or "*")
+            route = self._routes[key] = Route(key, limit, spec.rate, spec.burst, spec.daily_cap)
+        return route
+
+    def _enqueue(self, entries: list[Entry], now: float) -> None:
+        route_of = self._route_of
+        touched: dict[int, Route] = {}
+        for e in entries:
+            route = route_of(e)
+            route.push(e.prio, e)
+            e.where = QUEUED
+            e.hold = None
+            touched[id(route)] = route
+        for route in touched.values():
+            self._schedule(route, now)
+
+    def _schedule(self, route: Route, at: float) -> None:
+        if route.scheduled_at is not None and route.scheduled_at <= at:
+            return
+        route.scheduled_at = at
+        self._ready_seq += 1
+        heapq.heappush(self._ready, (at, self._ready_seq, route))
+
+    def _cost(self, e: Entry) -> int:
+        return sms_segments(e.send.body) if e.send.channel == "sms" else 1
+
+    def _dispatch_ready(self, now: float) -> list[Batch]:
+        batches: list[Batch] = []
+        ready = self._ready
+        while ready and ready[0][0] <= now:
+            at, _, route = heapq.heappop(ready)
+            if route.scheduled_at != at:
+                continue
+            route.scheduled_at = None
+            self._drain_route(route, now, batches)
+        return batches
+
+    def _drain_route(self, route: Route, now: float, batches: list[Batch]) -> None:
+        """Form batches from ``route`` while pacing, concurrency and caps allow."""
+        if not route.size:
+            return
+        pstate = self._providers[route.key[0]]
+        spec = pstate.spec
+        if pstate.in_flight >= spec.max_concurrency:
+            if route not in pstate.waiting:
+                pstate.waiting.append(route)
+            return
+        if route.blocked_until > now:
+            self._schedule(route, route.blocked_until)
+            return
+        if route.daily_cap and now >= route.day_end:
+            _, route.day_end = period_bounds(now, route.daily_zone, "day")
+            route.day_count = 0
+        gcra = route.gcra
+        burst_units = gcra.depth / gcra.interval if gcra.interval else math.inf
+        is_sms = route.key[1] == "sms"
+        max_batch = spec.max_batch
+        dispatch = self._dispatch
+        reserve = self.history.reserve
+        reservations = self._reservations
+        taken: list[Entry] = []
+        while route.size:
+            budget = gcra.available(now)
+            if route.daily_cap:
+                budget = min(budget, route.daily_cap - route.day_count)
+                if budget <= 0:
+                    route.blocked_until = route.day_end
+                    break
+            if budget < 1:
+                break
+            prio = route.head_prio()
+            if prio is None:
+                break
+            q = route.queues[prio]
+            room = max_batch - len(taken)
+            cands: list[Entry] = []
+            costs: list[int] = []
+            seen: set[str] = set()
+            while q and len(cands) < room:
+                e = q[0]
+                if e.where != QUEUED:
+                    q.popleft()
+                    route.size -= 1
+                    continue
+                cost = sms_segments(e.send.body) if is_sms else 1
+                if cost > budget and not (not cands and budget >= burst_units):
+                    break
+                rec = e.send.recipient
+                if rec in seen:
+                    break  # R7: the second send to a recipient is decided after the first reserves
+                seen.add(rec)
+                q.popleft()
+                route.size -= 1
+                cands.append(e)
+                costs.append(cost)
+                budget -= cost
+            if not cands:
+                break
+            ok = cands
+            for p in dispatch:
+                if not ok:
+                    break
+                ok = p.check(ok, now, Stage.DISPATCH, self)
+            if ok:
+                cost_of = dict(zip(map(id, cands), costs)) if len(ok) != len(cands) else None
+                for i, e in enumerate(ok):
+                    units = costs[i] if cost_of is None else cost_of[id(e)]
+                    gcra.take(now, units)
+                    route.day_count += units
+                    route.sent_units += units
+                    e.where = IN_FLIGHT
+                    e.attempt += 1
+                    if not e.reserved:
+                        loc = e.locale
+                        reservations[e.send.id] = reserve(e.send, now, loc.country if loc else None,
+                                                          loc.region if loc else None)
+                        e.reserved = True
+                    taken.append(e)
+                    if len(taken) >= max_batch:
+                        self._emit(route, taken, batches)
+                        taken = []
+                        if pstate.in_flight >= spec.max_concurrency:
+                            if route.size and route not in pstate.waiting:
+                                pstate.waiting.append(route)
+                            return
+        if taken:
+            self._emit(route, taken, batches)
+            if pstate.in_flight >= spec.max_concurrency:
+                if route.size and route not in pstate.waiting:
+                    pstate.waiting.append(route)
+                return
+        if route.size:
+            self._schedule(route, self._next_ready(route, now))
+
+    def _next_ready(self, route: Route, now: float) -> float:
+        """When ``route`` can next fill a batch without wasting bucket capacity."""
+        if route.blocked_until > now:
+            return route.blocked_until
+        gcra = route.gcra
+        if gcra.interval == 0.0:
+            return now
+        prio = route.head_prio()
+        head = route.queues[prio][0] if prio is not None else None
+        first = self._cost(head) if head is not None else 1
+        # Wait for a full batch (or a full bucket, whichever is smaller) so a
+        # fast route is not woken for every single unit; never past the
+        # moment the bucket would overflow, so no capacity is lost.
+        units = max(first, min(route.size, self._providers[route.key[0]].spec.max_batch,
+                               int(gcra.depth / gcra.interval)))
+        return max(now, gcra.ready_at(units), gcra.ready_at(first))
+
+    def _emit(self, route: Route, entries: list[Entry], batches: list[Batch]) -> None:
+        self._batch_seq += 1
+        key = route.key
+        batch = Batch(id=self._batch_seq, provider=key[0], channel=key[1], sender=key[2], carrier=key[3],
+                      sends=[e.send for e in entries], attempts=[e.attempt for e in entries])
+        self._inflight[batch.id] = _InFlight(batch, entries, route)
+        self._providers[key[0]].in_flight += 1
+        batches.append(batch)
+
+    # ------------------------------------------------------------------ record
+
+    def record(self, batch: Batch, results: Sequence[Any], now: float) -> None:
+        """Apply a provider's answer to ``batch``: one result per send, in order (R18).
+
+        A result count that differs from the batch size is a temporary failure
+        of the whole batch. Runtime complexity: O(len(batch)).
+        """
+        if now > self._now:
+            self._now = now
+        fl = self._inflight.get(batch.id)
+        if fl is None:
+            raise ValueError(f"batch: unknown or already recorded batch id {batch.id}")
+        if len(results) != len(fl.entries):
+            self.record_error(batch, f"provider {batch.provider!r} returned {len(results)} results "
+                                     f"for a batch of {len(fl.entries)}", now)
+            return
+        del self._inflight[batch.id]
+        self._release_slot(fl, now)
+        now = self._now
+        finish = self._finish
+        retry = self._retry_or_fail
+        provider = batch.provider
+        for e, r in zip(fl.entries, results):
+            t = type(r)
+            if t is Accepted:
+                finish(e, Status.SENT, Reason.ACCEPTED, now, "", provider, r.provider_id)
+            elif t is TemporaryFailure:
+                s = e.send
+                self.error_segment.note_error(s.channel, s.to, now)
+                retry(e, now, f"{r.code}: {r.message}" if r.code else r.message)
+            elif t is PermanentFailure:
+                if r.suppress is not None:
+                    self.suppression.add(e.send.channel, e.send.to, r.suppress)
+                finish(e, Status.FAILED, Reason.PERMANENT_FAILURE, now,
+                       f"{r.code}: {r.message}" if r.code else r.message, provider)
+            elif t is RateLimited:
+                self._pushed_back(fl.route, e, max(0.0, float(r.retry_after)), now)
+            else:
+                retry(e, now, f"invalid result {type(r).__name__} from provider {provider!r}")
+        if fl.route.size:
+            self._schedule(fl.route, self._next_ready(fl.route, now))
+
+    def record_error(self, batch: Batch, error: str, now: float) -> None:
+        """The provider call raised or timed out: a temporary failure of every send (R18)."""
+        if now > self._now:
+            self._now = now
+        fl = self._inflight.pop(batch.id, None)
+        if fl is None:
+            raise ValueError(f"batch: unknown or already recorded batch id {batch.id}")
+        self._release_slot(fl, now)
+        for e in fl.entries:
+            self._retry_or_fail(e, self._now, error)
+
+    def _release_slot(self, fl: _InFlight, now: float) -> None:
+        pstate = self._providers[fl.batch.provider]
+        pstate.in_flight -= 1
+        if pstate.waiting:
+            waiting, pstate.waiting = pstate.waiting, []
+            for route in waiting:
+                self._schedule(route, max(now, self._now))
+
+    def _pushed_back(self, route: Route, e: Entry, retry_after: float, now: float) -> None:
+        """``rate_limited``: slow the whole route and put the send back at its head (R18)."""
+        route.gcra.push_back(now + retry_after)
+        e.attempt -= 1
+        e.where = QUEUED
+        route.push_front(e.prio, [e])
+        s = e.send
+        self._event(Outcome(send_id=s.id, status=Status.DEFERRED, reason=Reason.RATE_LIMIT, at=now,
+                            attempt=e.attempt, channel=s.channel, recipient=s.recipient,
+                            until=now + retry_after))
+
+    def backoff(self, send_id: str, attempt: int) -> float:
+        """Delay before retry ``attempt`` + 1: exponential, capped, with hashed jitter (R18)."""
+        r = self._retry
+        delay = min(float(r.max_delay), float(r.base_delay) * (2 ** (attempt - 1)))
+        return delay * (1.0 - r.jitter * _unit(f"{send_id}:{attempt}"))
+
+    def _retry_or_fail(self, e: Entry, now: float, detail: str) -> None:
+        s = e.send
+        if e.attempt >= self._retry.max_attempts:
+            self._finish(e, Status.FAILED, Reason.MAX_ATTEMPTS, now, detail)
+            return
+        until = now + self.backoff(s.id, e.attempt)
+        if s.expires_at is not None and until >= s.expires_at:
+            self._finish(e, Status.SKIPPED, Reason.EXPIRED, now, f"retry would pass expires_at ({detail})")
+            return
+        e.where = SCHEDULED
+        e.due = until
+        e.hold = "retry"
+        self._wheel.insert(e.prio, until, e)
+        self._event(Outcome(send_id=s.id, status=Status.RETRYING, reason=Reason.TEMPORARY_FAILURE, at=now,
+                            attempt=e.attempt, detail=detail, channel=s.channel, recipient=s.recipient,
+                            until=until))
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _event(self, o: Outcome) -> None:
+        self._outcomes.append(o)
+        k = o.status.value
+        self._events[k] = self._events.get(k, 0) + 1
+
+    def _finish(self, e: Entry, status: Status, reason: Reason, now: float, detail: str = "",
+                provider: str = "", provider_id: str = "") -> None:
+        s = e.send
+        sid = s.id
+        if e.where == DEAD:
+            return
+        e.where = DEAD
+        del self._pending[sid]
+        if e.reserved:
+            token = self._reservations.pop(sid, None)
+            if status is not Status.SENT and token is not None:
+                self.history.release(s, token)
+        o = Outcome(send_id=sid, status=status, reason=reason, at=now, attempt=e.attempt, provider=provider,
+                    provider_id=provider_id, detail=detail, channel=s.channel, recipient=s.recipient)
+        self._outcomes.append(o)
+        self._finished[sid] = o
+        self._finished_order.append(sid)
+        k = status.value
+        self._final[k] = self._final.get(k, 0) + 1
+        if status is not Status.SENT:
+            r = reason.value
+            self._reasons[r] = self._reasons.get(r, 0) + 1
+        rec = s.recipient
+        got = self._by_recipient.get(rec)
+        if got is e:
+            del self._by_recipient[rec]
+        elif type(got) is list:
+            try:
+                got.remove(e)
+            except ValueError:
+                pass
+            if len(got) == 1:
+                self._by_recipient[rec] = got[0]
+        oid = s.origin_id
+        if oid:
+            # Origin lists drop finished entries lazily, when they outnumber live ones.
+            live = self._origin_live[oid] - 1
+            if live == 0:
+                del self._origin_live[oid], self._by_origin[oid]
+            else:
+                self._origin_live[oid] = live
+                lst = self._by_origin[oid]
+                if len(lst) > 2 * live + 16:
+                    lst[:] = [x for x in lst if x.where != DEAD]
+
+    def _expire_retention(self, now: float) -> None:
+        cutoff = now - self._retention
+        order, finished = self._finished_order, self._finished
+        while order:
+            sid = order[0]
+            o = finished.get(sid)
+            if o is not None and o.at > cutoff:
+                break
+            order.popleft()
+            if o is not None:
+                del finished[sid]
