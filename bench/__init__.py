@@ -1,0 +1,1 @@
+"""Benchmarks for sendcore: run apart from the tests."""
