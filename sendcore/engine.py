@@ -1,0 +1,645 @@
+"""The asyncio runtime: drives the sans-I/O core on a clock and runs provider calls.
+
+One scheduler task asks the core for batches (``core.advance(now)``), starts
+one task per batch, then sleeps until ``core.next_wakeup()`` or until new
+work arrives (an ``asyncio.Event`` set by ``submit``, ``cancel`` and every
+finished batch); it never polls. Each batch task calls ``provider.send(batch)``
+under the provider's timeout, measured on the engine's clock, and feeds the
+answer back with ``core.record`` (or ``core.record_error`` for an exception, a
+timeout or a malformed answer). Every outcome the core emits goes to the
+``sendcore_outcome`` hook and to each ``outcomes()`` stream.
+
+The same code runs on the wall clock (``RealClock``) and on a
+``sendcore.testing.VirtualClock``, where ``run_until(t)`` and ``drain()`` move
+time in jumps from one wake-up to the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import weakref
+from collections import deque
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Awaitable, Coroutine, Iterable, TypeVar, Union
+
+from .clock import RealClock, call_at
+from .core import Core
+from .errors import ConfigError, PendingLimitError
+from .plugins import PluginHost
+from .provider import ProviderSpec, spec_of
+from .send import Batch, CancelReport, Explanation, Outcome, Send, Stats, SubmitReport
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .provider import Clock
+
+__all__ = ["Engine", "OutcomeStream"]
+
+T = TypeVar("T")
+
+_NEW, _RUNNING, _CLOSING, _CLOSED = "new", "running", "closing", "closed"
+
+#: Scheduler passes in a row that dispatch nothing while the core says work is
+#: already due; past this the core is stuck in a loop and the engine says so
+#: instead of spinning a CPU forever.
+_MAX_IDLE_PASSES = 10_000
+
+
+class _ProviderContext:
+    """What one provider receives in ``start(context)`` (``sendcore.provider.ProviderContext``)."""
+
+    __slots__ = ("clock", "settings", "_engine", "provider")
+
+    def __init__(self, engine: Engine, provider: str, settings: dict[str, Any]) -> None:
+        self.clock = engine.clock
+        self.settings = settings
+        self._engine = engine
+        self.provider = provider
+
+    def report_delivery(self, send_id: str, delivered: bool, detail: str = "") -> None:
+        """Record a delivery report for a send this provider accepted (R21)."""
+        self._engine.delivery_report(send_id, delivered, detail)
+
+    def report_opt_out(self, channel: str, address: str) -> None:
+        """Record that ``address`` replied STOP on ``channel`` (R14, scope ``marketing``)."""
+        self._engine.suppress(channel, address, "marketing")
+
+    def __repr__(self) -> str:
+        return f"<ProviderContext {self.provider}>"
+
+
+class OutcomeStream:
+    """An async iterator over the outcomes an engine emits from the moment it was created.
+
+    Each stream sees every outcome, in order; it ends when the engine closes.
+    Outcomes not yet consumed are buffered (shared between streams, so a
+    second stream costs little), so a stream that is kept but not read grows
+    without bound: iterate it, or drop it (``aclose()``, ``async with``, or
+    letting it be garbage collected all unsubscribe).
+    """
+
+    __slots__ = ("_chunks", "_pos", "_waiter", "_ended", "__weakref__")
+
+    def __init__(self) -> None:
+        self._chunks: deque[list[Outcome]] = deque()
+        self._pos = 0
+        self._waiter: Union[asyncio.Future[None], None] = None
+        self._ended = False
+
+    def _push(self, chunk: list[Outcome]) -> None:
+        self._chunks.append(chunk)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _end(self) -> None:
+        self._ended = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __aiter__(self) -> OutcomeStream:
+        return self
+
+    async def __anext__(self) -> Outcome:
+        while True:
+            chunks = self._chunks
+            if chunks:
+                chunk = chunks[0]
+                item = chunk[self._pos]
+                self._pos += 1
+                if self._pos == len(chunk):
+                    chunks.popleft()
+                    self._pos = 0
+                return item
+            if self._ended:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def buffered(self) -> int:
+        """Outcomes received and not yet consumed."""
+        return sum(len(c) for c in self._chunks) - self._pos
+
+    async def aclose(self) -> None:
+        """Stop receiving outcomes; a pending ``__anext__`` ends the iteration."""
+        self._chunks.clear()
+        self._pos = 0
+        self._end()
+
+    async def __aenter__(self) -> OutcomeStream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+
+class Engine:
+    """The send engine: an asyncio shell around the sans-I/O ``Core`` (DESIGN §2, §4).
+
+    ``settings`` defaults to ``Settings()``. ``clock`` defaults to the wall
+    clock; give a ``sendcore.testing.VirtualClock`` to run on virtual time.
+    ``plugins`` are plugin objects registered besides the installed ones (see
+    ``sendcore.plugins``); ``load_entrypoints=False`` loads no installed plugin.
+
+    Use it as an async context manager (or call ``start()``/``close()``)::
+
+        async with Engine(settings) as engine:
+            report = await engine.submit(sends)
+            async for outcome in engine.outcomes(): ...
+
+    One engine belongs to one event loop; its methods are not thread-safe.
+    """
+
+    def __init__(
+        self,
+        settings: Union[Settings, None] = None,
+        clock: Union[Clock, None] = None,
+        plugins: Union[Iterable[Any], None] = None,
+        *,
+        load_entrypoints: Union[bool, None] = None,
+    ) -> None:
+        self._settings = settings if settings is not None else Settings()
+        self._clock: Any = clock if clock is not None else RealClock()
+        self._host = PluginHost(self._settings, plugins=plugins or (), load_entrypoints=load_entrypoints)
+        self._state = _NEW
+        self._core: Union[Core, None] = None
+        self._providers: dict[str, Any] = {}
+        self._specs: dict[str, ProviderSpec] = {}
+        self._started: list[Any] = []
+        self._outcome_hook: Any = None
+        self._streams: weakref.WeakSet[OutcomeStream] = weakref.WeakSet()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake: Union[asyncio.Event, None] = None
+        self._scheduler: Union[asyncio.Task[None], None] = None
+        self._progress: Union[asyncio.Future[None], None] = None
+        self._failure: Union[BaseException, None] = None
+        self._loop: Union[asyncio.AbstractEventLoop, None] = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        await self.close()
+        if exc is None and self._failure is not None:
+            raise RuntimeError(f"sendcore engine failed: {self._failure!r}") from self._failure
+
+    async def start(self) -> None:
+        """Load plugins, build the core, start providers and the scheduler.
+
+        Raises ``PluginError`` for a broken plugin and ``ConfigError`` for a
+        ``[providers.NAME]`` section naming no registered provider.
+        """
+        if self._state is not _NEW:
+            raise RuntimeError(f"Engine.start: the engine is {self._state}; an engine starts once")
+        self._loop = asyncio.get_running_loop()
+        host = self._host
+        providers = host.providers()
+        configured = self._settings.providers
+        names = [p.name for p in providers]
+        for name in configured:
+            if name not in names:
+                raise ConfigError(
+                    f"providers.{name}: no registered provider is named {name!r} "
+                    f"(registered: {', '.join(sorted(names)) or 'none'})"
+                )
+        self._providers = {p.name: p for p in providers}
+        self._specs = {p.name: spec_of(p, configured.get(p.name)) for p in providers}
+        self._core = Core(
+            self._settings,
+            providers=list(self._specs.values()),
+            resolve_timezone=host.timezone_resolver(),
+            lookup_carrier=host.carrier_lookup(),
+            policies=host.policies(),
+        )
+        self._outcome_hook = host.outcome if host.wants_outcomes else None
+        try:
+            for p in providers:
+                start = getattr(p, "start", None)
+                if start is not None:
+                    options = configured[p.name].options if p.name in configured else {}
+                    await start(_ProviderContext(self, p.name, dict(options)))
+                self._started.append(p)
+        except BaseException:
+            await self._close_providers()
+            self._state = _CLOSED
+            raise
+        self._wake = asyncio.Event()
+        self._state = _RUNNING
+        self._scheduler = self._loop.create_task(self._schedule(), name="sendcore-scheduler")
+
+    async def close(self) -> None:
+        """Stop dispatching, let in-flight calls finish or time out, close providers, end streams.
+
+        Pending sends stay pending in the core (``engine.core``); ``outcome``,
+        ``explain`` and ``stats`` keep answering. On a virtual clock, time
+        moves forward as far as in-flight calls need (their sleeps and
+        timeouts). Idempotent.
+        """
+        if self._state in (_CLOSING, _CLOSED):
+            return
+        if self._state is _NEW:
+            self._state = _CLOSED
+            self._end_streams()
+            return
+        self._state = _CLOSING
+        assert self._wake is not None
+        self._wake.set()
+        if self._scheduler is not None:
+            await asyncio.gather(self._scheduler, return_exceptions=True)
+        if self._tasks:
+            clock = self._clock
+            if hasattr(clock, "run_until") and not getattr(clock, "advancing", False):
+                await clock.run_until(math.inf, stop=lambda: not self._tasks)
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self._flush()
+        await self._close_providers()
+        self._state = _CLOSED
+        self._end_streams()
+        self._notify()
+
+    async def _close_providers(self) -> None:
+        started, self._started = self._started, []
+        for p in reversed(started):
+            close = getattr(p, "close", None)
+            if close is None:
+                continue
+            try:
+                await close()
+            except Exception as exc:  # one provider's bad close must not keep the others open
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": f"sendcore: provider {p.name!r} failed to close", "exception": exc}
+                )
+
+    def _end_streams(self) -> None:
+        for stream in list(self._streams):
+            stream._end()
+
+    @staticmethod
+    def run(main: Coroutine[Any, Any, T]) -> T:
+        """Run ``main`` to completion on uvloop when installed, else on asyncio's loop.
+
+        A convenience for scripts (``Engine.run(main())``); the engine itself
+        works under any running asyncio loop.
+        """
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(main)
+        return uvloop.run(main)
+
+    # ------------------------------------------------------------------ accessors
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the engine runs with."""
+        return self._settings
+
+    @property
+    def clock(self) -> Any:
+        """The engine's clock (``RealClock`` or a ``VirtualClock``)."""
+        return self._clock
+
+    @property
+    def core(self) -> Core:
+        """The sans-I/O core (for inspection; drive the engine through its own methods)."""
+        return self._require_core()
+
+    @property
+    def plugins(self) -> PluginHost:
+        """The plugin host: which plugins loaded, and their hooks."""
+        return self._host
+
+    @property
+    def providers(self) -> dict[str, Any]:
+        """The provider objects by name (after ``start``)."""
+        return dict(self._providers)
+
+    @property
+    def policies(self) -> list[Any]:
+        """Every policy in the order it runs, built-ins first."""
+        return list(self._require_core().policies)
+
+    @property
+    def pending(self) -> int:
+        """Sends accepted and not yet final."""
+        return self._require_core().pending
+
+    @property
+    def in_flight(self) -> int:
+        """Batches handed to providers and not answered yet."""
+        return self._require_core().in_flight
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` finished."""
+        return self._state is _CLOSED
+
+    def _require_core(self) -> Core:
+        if self._core is None:
+            raise RuntimeError("the engine is not started: use `async with Engine(...)` or `await engine.start()`")
+        return self._core
+
+    def _require_running(self, what: str) -> Core:
+        if self._failure is not None:
+            raise RuntimeError(f"Engine.{what}: the engine failed: {self._failure!r}") from self._failure
+        if self._state is not _RUNNING:
+            if self._state is _NEW:
+                raise RuntimeError(f"Engine.{what}: the engine is not started; use `async with Engine(...)`")
+            raise RuntimeError(f"Engine.{what}: the engine is {self._state}")
+        assert self._core is not None
+        return self._core
+
+    # ------------------------------------------------------------------ the public API
+
+    async def submit(self, sends: Iterable[Any], wait: bool = False) -> SubmitReport:
+        """Hand sends to the engine; return the core's report (accepted, per-item rejections; R23).
+
+        Raises ``PendingLimitError`` when the valid items do not fit under
+        ``max_pending`` (R24); with ``wait=True`` waits for room instead (on a
+        virtual clock, time must then be moved by another task).
+        """
+        core = self._require_running("submit")
+        if isinstance(sends, Send):
+            raise TypeError("Engine.submit takes an iterable of sends; wrap a single send in a list")
+        items = sends if isinstance(sends, list) else list(sends)
+        while True:
+            try:
+                report = core.submit(items, self._clock.now())
+                break
+            except PendingLimitError as exc:
+                if not wait or exc.requested > exc.limit:
+                    raise
+                await self._changed()
+                core = self._require_running("submit")
+        self._flush()
+        self._wake.set()  # type: ignore[union-attr]
+        return report
+
+    async def cancel(
+        self,
+        *,
+        ids: Union[Iterable[str], None] = None,
+        recipient: Union[str, None] = None,
+        origin_id: Union[str, None] = None,
+    ) -> CancelReport:
+        """Cancel pending sends by id, or in bulk by recipient and/or origin id (R20).
+
+        Sends already handed to a provider come back in ``too_late``.
+        """
+        core = self._require_running("cancel")
+        report = core.cancel(self._clock.now(), ids=ids, recipient=recipient, origin_id=origin_id)
+        self._flush()
+        self._wake.set()  # type: ignore[union-attr]
+        return report
+
+    def outcomes(self) -> OutcomeStream:
+        """A new stream of every outcome emitted from now on; it ends when the engine closes.
+
+        Several streams may be iterated at once, each sees every outcome::
+
+            async for outcome in engine.outcomes():
+                ...
+        """
+        stream = OutcomeStream()
+        if self._state is _CLOSED:
+            stream._end()
+        else:
+            self._streams.add(stream)
+        return stream
+
+    async def drain(self) -> None:
+        """Wait until nothing is pending or in flight.
+
+        On a virtual clock this moves time forward through every wake-up
+        until then, and raises ``RuntimeError`` if sends stay pending with
+        nothing left that could ever wake them.
+        """
+        self._require_running("drain")
+        clock = self._clock
+        if hasattr(clock, "run_until"):
+            done = await clock.run_until(math.inf, stop=self._idle_or_failed)
+            self._require_running("drain")
+            if not done:
+                core = self._require_core()
+                raise RuntimeError(
+                    f"Engine.drain: {core.pending} sends are pending but nothing will wake them "
+                    f"(no wake-up, no batch in flight, no timer on the virtual clock)"
+                )
+            return
+        while not self._idle():
+            await self._changed()
+            self._require_running("drain")
+
+    async def run_until(self, t: Union[float, datetime]) -> None:
+        """Virtual clock only: move time to ``t`` through every wake-up on the way, deterministically.
+
+        Each wake-up of the core or of a provider sleeping on the clock fires
+        at its own instant, once everything runnable has settled; see
+        ``sendcore.testing.clock``.
+        """
+        self._require_running("run_until")
+        clock = self._clock
+        if not hasattr(clock, "run_until"):
+            raise TypeError(
+                "Engine.run_until needs a virtual clock: Engine(settings, clock=VirtualClock(start)); "
+                "on the wall clock, await engine.drain() or sleep instead"
+            )
+        await clock.run_until(t)
+        self._require_running("run_until")
+
+    def stats(self) -> Stats:
+        """A frozen snapshot of counts by state, status and reason."""
+        return self._require_core().stats()
+
+    def explain(self, send_id: str) -> Union[Explanation, None]:
+        """Where a send waits and why, or how it ended (R20b); None if unknown."""
+        return self._require_core().explain(send_id)
+
+    def outcome(self, send_id: str) -> Union[Outcome, None]:
+        """The final outcome of ``send_id``, or None while pending (or unknown)."""
+        return self._require_core().outcome(send_id)
+
+    def suppress(self, channel: str, address: str, scope: str = "marketing") -> None:
+        """Suppress ``address`` on ``channel`` (R14): scope ``marketing`` or ``all``."""
+        core = self._require_core()
+        core.suppress(channel, address, scope, self._clock.now())
+        self._flush()
+
+    def unsuppress(self, channel: str, address: str) -> None:
+        """Lift the suppression of ``address`` on ``channel``."""
+        core = self._require_core()
+        core.unsuppress(channel, address, self._clock.now())
+        self._flush()
+
+    def delivery_report(self, send_id: str, delivered: bool, detail: str = "") -> bool:
+        """Add a ``delivered``/``undelivered`` event to a sent message (R21); False if unknown."""
+        core = self._require_core()
+        known = core.delivery_report(send_id, delivered, self._clock.now(), detail)
+        self._flush()
+        return known
+
+    # ------------------------------------------------------------------ internals
+
+    def _idle(self) -> bool:
+        core = self._core
+        return core is not None and not self._tasks and core.pending == 0 and core.in_flight == 0
+
+    def _idle_or_failed(self) -> bool:
+        return self._failure is not None or self._idle()
+
+    def _changed(self) -> Awaitable[None]:
+        """A future resolved at the next change of state (outcomes, batch finished, close)."""
+        fut = self._progress
+        if fut is None or fut.done():
+            fut = self._progress = asyncio.get_running_loop().create_future()
+        return fut
+
+    def _notify(self) -> None:
+        fut = self._progress
+        if fut is not None:
+            self._progress = None
+            if not fut.done():
+                fut.set_result(None)
+
+    def _flush(self) -> None:
+        """Hand the core's new outcomes to the hook and the streams."""
+        core = self._core
+        if core is None:
+            return
+        outcomes = core.drain_outcomes()
+        if not outcomes:
+            return
+        hook = self._outcome_hook
+        if hook is not None:
+            for o in outcomes:
+                try:
+                    hook(o)
+                except Exception as exc:  # an observer's bug must not stop sending
+                    asyncio.get_running_loop().call_exception_handler(
+                        {"message": "sendcore: a sendcore_outcome hook raised", "exception": exc, "outcome": o}
+                    )
+        for stream in self._streams:
+            stream._push(outcomes)
+        self._notify()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+        self._notify()
+
+    async def _schedule(self) -> None:
+        """The scheduler: dispatch what is due, then sleep until the next wake-up or new work."""
+        core = self._core
+        clock = self._clock
+        wake = self._wake
+        assert core is not None and wake is not None
+        idle_passes = 0
+        try:
+            while self._state is _RUNNING:
+                wake.clear()
+                now = clock.now()
+                batches = core.advance(now)
+                for batch in batches:
+                    self._dispatch(batch)
+                self._flush()
+                if self._state is not _RUNNING:
+                    break
+                when = core.next_wakeup()
+                if when is None:
+                    idle_passes = 0
+                    await wake.wait()
+                    continue
+                if when <= now and not batches:
+                    idle_passes += 1
+                    if idle_passes > _MAX_IDLE_PASSES:
+                        raise RuntimeError(
+                            f"core.next_wakeup() keeps returning a due instant ({when}) while advance({now}) "
+                            "returns no batch: the core is stuck"
+                        )
+                else:
+                    idle_passes = 0
+                timer = call_at(clock, when, wake.set)
+                try:
+                    await wake.wait()
+                finally:
+                    timer.cancel()
+        except Exception as exc:
+            self._fail(exc)
+            raise
+
+    def _dispatch(self, batch: Batch) -> None:
+        name = batch.provider
+        task = self._loop.create_task(  # type: ignore[union-attr]
+            self._run_batch(batch, self._providers[name], self._specs[name].timeout)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._fail(task.exception())  # type: ignore[arg-type]
+        self._notify()
+
+    async def _run_batch(self, batch: Batch, provider: Any, timeout: float) -> None:
+        """One provider call under its timeout; the answer (or the failure) goes back to the core."""
+        clock = self._clock
+        loop = self._loop
+        assert loop is not None
+        error: Union[str, None] = None
+        results: Any = None
+        scope = asyncio.timeout(None)
+        try:
+            async with scope:
+                # The deadline is set on the engine's clock, so it is virtual on a
+                # VirtualClock; at expiry it moves the asyncio timeout to "now",
+                # which cancels the call the standard way.
+                timer = call_at(clock, clock.now() + timeout, lambda: scope.reschedule(loop.time()))
+                try:
+                    results = await provider.send(batch)
+                finally:
+                    timer.cancel()
+        except TimeoutError as exc:
+            if scope.expired():
+                error = f"timeout: provider {batch.provider!r} did not answer within {timeout:g}s"
+            else:
+                error = f"provider {batch.provider!r} raised TimeoutError: {exc}"
+        except asyncio.CancelledError:
+            # Torn down from outside (the loop is closing): the sends go back to be retried.
+            self._record_error(batch, f"provider {batch.provider!r} call cancelled")
+            raise
+        except Exception as exc:
+            error = f"provider {batch.provider!r} raised {type(exc).__name__}: {exc}"
+        if error is None and (not isinstance(results, (list, tuple)) or len(results) != len(batch.sends)):
+            got = f"{len(results)} results" if isinstance(results, (list, tuple)) else repr(type(results).__name__)
+            error = (
+                f"provider {batch.provider!r} returned {got} for a batch of {len(batch.sends)} sends; "
+                "send() must return a list with exactly one result per send, in order"
+            )
+        core = self._core
+        assert core is not None
+        if error is None:
+            core.record(batch, results, clock.now())
+        else:
+            core.record_error(batch, error, clock.now())
+        self._flush()
+        self._wake.set()  # type: ignore[union-attr]
+
+    def _record_error(self, batch: Batch, error: str) -> None:
+        core = self._core
+        if core is None:
+            return
+        try:
+            core.record_error(batch, error, self._clock.now())
+        except ValueError:  # already recorded
+            return
+        self._flush()
