@@ -283,7 +283,7 @@ class Core:
 
     def _route_rule(self, route: Route, e: Entry) -> str:
         if route.blocked_until > self._now:
-            return "daily_cap"
+            return route.blocked_by
         if self._providers[route.key[0]].in_flight >= self._providers[route.key[0]].spec.max_concurrency:
             return "max_concurrency"
         return "rate_limit"
@@ -689,6 +689,7 @@ class Core:
                 budget = min(budget, route.daily_cap - route.day_count)
                 if budget <= 0:
                     route.blocked_until = route.day_end
+                    route.blocked_by = "daily_cap"
                     break
             if budget < 1:
                 break
@@ -846,7 +847,10 @@ class Core:
 
     def _pushed_back(self, route: Route, e: Entry, retry_after: float, now: float) -> None:
         """``rate_limited``: slow the whole route and put the send back at its head (R18)."""
-        route.gcra.push_back(now + retry_after)
+        until = now + retry_after
+        if until > route.blocked_until:
+            route.blocked_until = until
+            route.blocked_by = "rate_limited"
         e.attempt -= 1
         e.where = QUEUED
         route.push_front(e.prio, [e])

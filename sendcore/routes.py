@@ -82,11 +82,6 @@ class Gcra:
         need = min(units * self.interval, self.depth)
         return self.tat + need - self.depth
 
-    def push_back(self, until: float) -> None:
-        """Provider said ``rate_limited``: nothing leaves before ``until`` (R18)."""
-        if self.interval:
-            self.tat = max(self.tat, until + self.depth - self.interval)
-
 
 class Route:
     """One (provider, channel, sender, carrier) queue with its pacing state."""
@@ -102,6 +97,7 @@ class Route:
         "day_end",
         "day_count",
         "blocked_until",
+        "blocked_by",
         "scheduled_at",
         "sent_units",
     )
@@ -123,8 +119,10 @@ class Route:
         self.daily_zone = zone
         self.day_end = -INF
         self.day_count = 0
-        #: Nothing leaves before this instant (daily cap reached).
+        #: Nothing leaves before this instant (daily cap reached or provider pushback).
         self.blocked_until = -INF
+        #: Why it is blocked: "daily_cap" or "rate_limited" (provider pushback, R18).
+        self.blocked_by = ""
         #: The wake-up time this route is filed under in the core's ready heap (None: not filed).
         self.scheduled_at: Union[float, None] = None
         self.sent_units = 0

@@ -22,13 +22,6 @@ def test_unlimited_bucket_never_holds_back():
     assert g.unlimited and g.available(5.0) == float("inf")
 
 
-def test_push_back_blocks_until_retry_after():
-    g = Gcra(100, 10)
-    g.push_back(50.0)
-    assert g.available(49.99) == 0
-    assert g.available(50.0) >= 1
-
-
 def test_oversize_request_waits_for_an_empty_bucket_then_leaves():
     g = Gcra(1, 2)
     g.take(0.0, 2)

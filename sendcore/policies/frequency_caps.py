@@ -58,17 +58,17 @@ class FrequencyCaps(Policy):
                 if not log or len(log) < cap.max or not h.cap_applies(cap, s, country, region):
                     continue
                 start, end = self._window_start(i, now, loc.zones[0] if loc is not None else "UTC")
-                # Drop attempts that no window of this rule can count any more.
-                if cap.calendar is None:
-                    while log and log[0] <= start:
-                        del log[0]
-                counted = sum(1 for t in log if t > start) if cap.calendar is None else sum(1 for t in log if t >= start)
+                # Drop attempts that no later window of this rule can count
+                # (rolling windows count t > start, calendar periods t >= start).
+                rolling = cap.calendar is None
+                while log and (log[0] <= start if rolling else log[0] < start):
+                    del log[0]
+                counted = len(log)
                 if counted >= cap.max:
                     if cap.action == "defer":
                         if cap.calendar is None:
                             # The cap frees when the oldest counted attempt leaves the window.
-                            inside = [t for t in log if t > start]
-                            until = inside[counted - cap.max] + float(cap.window)
+                            until = log[counted - cap.max] + float(cap.window)
                         else:
                             until = end
                         blocked = ("defer", until, cap)
