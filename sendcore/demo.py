@@ -238,8 +238,6 @@ def demo_settings(config: DemoConfig) -> Settings:
         "jurisdictions": ["FR", "US"],
         "seed": config.seed,
         "journal": {"path": ""},
-        # The installed sandbox is replaced by the demo's own instance, so its counters can be read.
-        "plugins": {"block": ["sandbox"]},
         "channels": {
             # Quiet hours end at 09:00, so the campaign "at 10:00 local" leaves at 10:00.
             "sms": {"smart_sending_window": "24h", "quiet_hours": {"start": "21:00", "end": "09:00"}},
@@ -376,7 +374,7 @@ class DemoPlatform:
 
     @hookimpl
     def sendcore_register_providers(self, register: Callable[[Any], None]) -> None:
-        """Register the demo's sandbox network (the installed one is blocked in the settings)."""
+        """Register the demo's sandbox network (installed plugins are not loaded by the demo)."""
         register(self.provider)
 
     @hookimpl
@@ -652,7 +650,9 @@ async def run_demo_async(config: DemoConfig) -> DemoResult:
     t_run = time.perf_counter()
     with _progress(config.progress) as progress:
         task = progress.add_task("scheduling", total=end - start, clock="", sent=0)
-        async with Engine(settings, clock=clock, plugins=[platform]) as engine:
+        # Installed plugins stay out: the demo registers its own sandbox instance (to read its
+        # counters) and nothing else installed on the machine may change the run.
+        async with Engine(settings, clock=clock, plugins=[platform], load_entrypoints=False) as engine:
             buf: list[Send] = []
             for s in campaign_sends(pop, config):
                 buf.append(s)
