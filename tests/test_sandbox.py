@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from sendcore.errors import ConfigError
+from sendcore.hookspecs import hookimpl
 from sendcore.send import Accepted, Batch, PermanentFailure, RateLimited, Send, TemporaryFailure
-from sendcore.testing import VirtualClock
+from sendcore.testing import ProviderContract, VirtualClock
 from sendcore_sandbox import SandboxOptions, SandboxProvider
 
 START = datetime(2026, 11, 27, 9, tzinfo=timezone.utc).timestamp()
@@ -55,7 +56,7 @@ QUIET_NET = {"latency_ms": {"default": 0}, "temporary_error_rate": 0.0, "permane
              "invalid_suffixes": [], "stop_rate": 0.0, "delivery_reports": False}
 
 
-def run(coro_fn, clock: VirtualClock | None = None, until: float | None = None):
+def drive(coro_fn, clock: VirtualClock | None = None, until: float | None = None):
     """Run ``coro_fn()`` while driving ``clock`` to ``until`` (virtual time), return its result."""
 
     async def main():
@@ -104,8 +105,8 @@ def test_same_seed_same_answers_whatever_the_batching_and_order():
 
     shuffled = sends[:]
     random.Random(3).shuffle(shuffled)
-    first = run(lambda: answers(sends, 100))
-    second = run(lambda: answers(shuffled, 37))
+    first = drive(lambda: answers(sends, 100))
+    second = drive(lambda: answers(shuffled, 37))
     assert first == second
     kinds = {a[0] for a in first.values()}
     assert kinds == {"accepted", "temporary", "permanent"}
@@ -116,7 +117,7 @@ def test_same_seed_same_answers_whatever_the_batching_and_order():
         provider, _ = await started(other)
         return {s.id: answer_key(r) for s, r in zip(sends, await provider.send(batch(sends)))}
 
-    assert run(other_seed) != first
+    assert drive(other_seed) != first
 
 
 def test_a_retry_draws_afresh():
@@ -131,7 +132,7 @@ def test_a_retry_draws_afresh():
         second = await provider.send(batch(failed, attempt=2))
         return len(failed), sum(isinstance(r, Accepted) for r in second)
 
-    failed, recovered = run(go)
+    failed, recovered = drive(go)
     assert 0.25 * 2000 < failed < 0.35 * 2000
     # About 70 % of the retried sends now pass.
     assert 0.6 * failed < recovered < 0.8 * failed
@@ -150,7 +151,7 @@ def test_error_rates_within_tolerance():
             results += await provider.send(batch(sends[k:k + 100], bid=k))
         return results
 
-    results = run(go)
+    results = drive(go)
     perm = sum(isinstance(r, PermanentFailure) for r in results)
     temp = sum(isinstance(r, TemporaryFailure) for r in results)
 
@@ -176,7 +177,7 @@ def test_invalid_suffix_is_a_permanent_failure_that_suppresses_all():
         c = await provider.send(batch([mail], channel="email", carrier=""))
         return a + b + c
 
-    a, b, c = run(go)
+    a, b, c = drive(go)
     assert isinstance(a, PermanentFailure) and a.suppress == "all" and a.code == "invalid_number"
     assert a == b
     assert isinstance(c, PermanentFailure) and c.code == "hard_bounce"
@@ -196,7 +197,7 @@ def test_idempotent_resend_returns_the_same_provider_id_and_no_second_delivery()
         again = await provider.send(batch(sends, attempt=2, bid=2))
         return provider, context, first, again
 
-    provider, context, first, again = run(go, clock, START + 60)
+    provider, context, first, again = drive(go, clock, START + 60)
     assert all(isinstance(r, Accepted) for r in first)
     assert [r.provider_id for r in again] == [r.provider_id for r in first]
     assert len({r.provider_id for r in first}) == 50
@@ -219,7 +220,7 @@ def test_rate_limited_over_capacity_until_the_next_second():
         later = await provider.send(batch(sends[60:], bid=3))
         return provider, first, other, later
 
-    provider, first, other, later = run(go, clock, START + 5)
+    provider, first, other, later = drive(go, clock, START + 5)
     assert [type(r) for r in first] == [Accepted] * 30 + [RateLimited] * 30
     assert all(r.retry_after == pytest.approx(0.75) for r in first[30:])
     assert all(isinstance(r, Accepted) for r in other), "capacity is per carrier"
@@ -243,7 +244,7 @@ def test_latency_runs_on_the_engine_clock():
                 spans.append((carrier, clock.now() - t0))
         return spans
 
-    spans = run(go, clock, START + 3600)
+    spans = drive(go, clock, START + 3600)
     telstra = sorted(s for c, s in spans if c == "Telstra")
     optus = sorted(s for c, s in spans if c == "Optus")
     assert min(telstra) > 0.5 and 1.2 < telstra[len(telstra) // 2] < 3.3
@@ -287,7 +288,7 @@ def test_delivery_reports_after_a_delay_and_stop_for_marketing_sms_only():
         await clock.sleep(5 * 3600)
         return provider, context, early
 
-    provider, context, early = run(go, clock, START + 6 * 3600)
+    provider, context, early = drive(go, clock, START + 6 * 3600)
     assert early == (0, 0), "reports never arrive with the answer"
     assert len(context.deliveries) == 3 * n
     assert all(t > START for t, *_ in context.deliveries)
@@ -315,7 +316,7 @@ def test_close_drops_pending_reports():
         await clock.sleep(120)
         return pending, context
 
-    pending, context = run(go, clock, START + 300)
+    pending, context = drive(go, clock, START + 300)
     assert pending == 1
     assert context.deliveries == []
 
@@ -344,7 +345,7 @@ def test_context_settings_override_constructor_options_key_by_key():
         provider, _ = await started({"seed": 4, "stop_rate": 0.5}, settings={"seed": 9})
         return provider.options
 
-    opts = run(go)
+    opts = drive(go)
     assert opts.seed == 9 and opts.stop_rate == 0.5
 
 
@@ -354,3 +355,120 @@ def test_provider_declaration():
     assert p.max_batch == 100 and p.rate == 100.0
     assert p.parse_delivery_report({"send_id": "a", "status": "DELIVRD"}) == ("a", True, "DELIVRD")
     assert p.parse_delivery_report({"send_id": "a", "status": "??"}) is None
+
+
+# --------------------------------------------------------------------------- the contract kit
+
+
+class TestSandboxProviderContract(ProviderContract):
+    """The sandbox passes the provider contract kit it ships with, on the virtual clock."""
+
+    clock = "virtual"
+    options = {"seed": 1, "temporary_error_rate": 0.0, "permanent_error_rate": 0.0, "stop_rate": 0.0}
+    failing_sends = [Send(id="bad-1", recipient="rb", channel="sms", to="+33612340000", origin="flow")]
+    rate_limit_options = dict(options, capacity={"default": 5})
+
+    @pytest.fixture
+    def provider_factory(self):
+        return SandboxProvider
+
+
+# --------------------------------------------------------------------------- inside the engine
+
+NOON_PARIS = datetime(2026, 11, 24, 11, tzinfo=timezone.utc).timestamp()  # a Tuesday, 12:00 in Paris
+
+
+def engine_settings(**options: Any):
+    from sendcore.settings import Settings
+
+    return Settings.from_dict({
+        "journal": {"path": ""},
+        "routes": [{"provider": "sandbox", "carrier": "*", "rate": 1000, "burst": 100}],
+        "providers": {"sandbox": {"options": dict(QUIET_NET, **options)}},
+    })
+
+
+def run_engine(run, settings, scenario, start: float = NOON_PARIS):
+    """Run ``scenario(engine, clock, outcomes)`` with the sandbox registered by its own hook, on ``run``'s loop."""
+    import sendcore_sandbox
+    from sendcore.engine import Engine
+
+    class Tap:
+        def __init__(self) -> None:
+            self.outcomes: list[Any] = []
+
+        @hookimpl
+        def sendcore_outcome(self, outcome):
+            self.outcomes.append(outcome)
+
+    async def main():
+        clock = VirtualClock(start)
+        tap = Tap()
+        async with Engine(settings, clock=clock, plugins=[sendcore_sandbox, tap], load_entrypoints=False) as engine:
+            result = await scenario(engine, clock, tap.outcomes)
+            provider = engine.providers["sandbox"]
+        return result, tap.outcomes, provider
+
+    return run(main())
+
+
+def test_engine_gets_delivery_reports_and_stop_suppresses_marketing_only(run):
+    """R21 delivery events and R14 STOP: after the reply, marketing is skipped, transactional still leaves."""
+    settings = engine_settings(delivery_reports=True, delivery_rate=1.0, delivery_delay="5s",
+                               stop_rate=1.0, stop_delay="10m")
+    numbers = [f"+3361{i:07d}" for i in range(10)]
+
+    async def scenario(engine, clock, outcomes):
+        await engine.submit([Send(id=f"c1-{i}", recipient=f"r{i}", channel="sms", to=n, origin="campaign",
+                                  body="Sale! STOP 36111") for i, n in enumerate(numbers)])
+        await engine.run_until(clock.now() + 3600)
+        await engine.submit([Send(id=f"c2-{i}", recipient=f"r{i}", channel="sms", to=n, origin="campaign",
+                                  smart_sending=False, body="Sale again") for i, n in enumerate(numbers)]
+                            + [Send(id=f"otp-{i}", recipient=f"r{i}", channel="sms", to=n,
+                                    origin="transactional", body="code 123456") for i, n in enumerate(numbers)])
+        await engine.drain()
+
+    _, outcomes, provider = run_engine(run, settings, scenario)
+    final = {o.send_id: o for o in outcomes if o.status.is_final}
+    delivered = [o for o in outcomes if o.status == "delivered"]
+    assert all(final[f"c1-{i}"].status == "sent" for i in range(10))
+    assert {o.send_id for o in delivered} >= {f"c1-{i}" for i in range(10)}
+    assert all(o.at >= final[o.send_id].at + 1 for o in delivered)
+    assert all(final[f"c2-{i}"].status == "skipped" and final[f"c2-{i}"].reason == "suppressed" for i in range(10))
+    assert all(final[f"otp-{i}"].status == "sent" for i in range(10))
+    assert provider.traffic().opt_outs == 10, "one STOP per address, not per message"
+
+
+def test_engine_slows_a_route_on_rate_limited_and_everything_still_leaves(run):
+    """R18: the carrier's capacity pushes back; the engine retries after retry_after, nothing is lost."""
+    settings = engine_settings(capacity={"default": 20}, latency_ms={"default": 50})
+    sends = [sms(i) for i in range(200)]
+
+    async def scenario(engine, clock, outcomes):
+        report = await engine.submit(sends)
+        assert report.accepted == 200
+        t0 = clock.now()
+        await engine.drain()
+        return clock.now() - t0
+
+    took, outcomes, provider = run_engine(run, settings, scenario)
+    final = [o for o in outcomes if o.status.is_final]
+    assert len(final) == 200 and all(o.status == "sent" for o in final)
+    assert any(o.status == "deferred" and o.reason == "rate_limit" for o in outcomes)
+    (carrier,) = provider.traffic().carriers
+    assert carrier.peak_per_second <= 20 and carrier.accepted == 200
+    assert took >= 9.0, "200 sends at 20 per second take at least 9 seconds"
+
+
+def test_installed_entry_point_registers_the_sandbox():
+    """The bundled plugin is found through the `sendcore` entry point, like a third-party one."""
+    from importlib.metadata import entry_points
+
+    if not [ep for ep in entry_points(group="sendcore") if ep.name == "sandbox"]:
+        pytest.skip("sendcore is not installed (pip install -e .): no entry points to load")
+    from sendcore.plugins import PluginHost
+    from sendcore.settings import Settings
+
+    host = PluginHost(Settings.from_dict({"plugins": {"allow": ["sandbox"]}}), load_entrypoints=True)
+    (provider,) = host.providers()
+    assert isinstance(provider, SandboxProvider) and host.provider_plugin("sandbox") == "sandbox"
