@@ -606,6 +606,10 @@ class Engine:
                 timer = call_at(clock, clock.now() + timeout, lambda: scope.reschedule(loop.time()))
                 try:
                     results = await provider.send(batch)
+                    # Yield once before recording: when the scheduler just started many
+                    # batches, every provider call gets under way before the first
+                    # answer is recorded (recording a large batch takes a while).
+                    await asyncio.sleep(0)
                 finally:
                     timer.cancel()
         except TimeoutError as exc:
