@@ -54,6 +54,9 @@ class SandboxOptions(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     - ``delivery_reports``/``delivery_rate``/``delivery_delay``: whether
       accepted sends get a report, the fraction delivered, and the median
       delay of the report (lognormal, shape ``latency_sigma``).
+    - ``report_tick``: reports and STOP replies due within one tick share one
+      timer and arrive at its end (never early, at most a tick late); a
+      coarser tick means fewer timers for long simulations.
     """
 
     seed: int = 0
@@ -68,6 +71,7 @@ class SandboxOptions(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     delivery_reports: bool = True
     delivery_rate: float = 0.97
     delivery_delay: Duration = "8s"
+    report_tick: Duration = "1s"
 
     def __post_init__(self) -> None:
         _check_per_carrier(self.latency_ms, "latency_ms")
@@ -80,6 +84,10 @@ class SandboxOptions(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
         # so the rest of the plugin only ever sees floats.
         msgspec.structs.force_setattr(self, "stop_delay", parse_duration(self.stop_delay, "stop_delay"))
         msgspec.structs.force_setattr(self, "delivery_delay", parse_duration(self.delivery_delay, "delivery_delay"))
+        tick = parse_duration(self.report_tick, "report_tick")
+        if tick <= 0:
+            raise ValueError(f"report_tick: must be longer than 0s, got {self.report_tick!r}")
+        msgspec.structs.force_setattr(self, "report_tick", tick)
 
     @classmethod
     def from_mapping(cls, data: Union[Mapping[str, Any], None], source: str = "providers.sandbox.options") -> SandboxOptions:

@@ -41,8 +41,6 @@ __all__ = ["CarrierTraffic", "SandboxProvider", "SandboxTraffic", "StreamTraffic
 
 _TWO64 = float(1 << 64)
 _INV_CDF = NormalDist().inv_cdf
-#: Resolution of the report timer: reports due within one tick share one sleeping task.
-REPORT_TICK = 1.0
 #: Origins whose SMS are marketing, the ones a recipient may answer with STOP.
 _MARKETING = frozenset({"flow", "campaign"})
 _PERMANENT_CODE = {"sms": "invalid_number", "email": "hard_bounce", "push": "invalid_token"}
@@ -64,7 +62,12 @@ class CarrierTraffic(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class StreamTraffic(msgspec.Struct, kw_only=True, frozen=True):
-    """Accepted sends of one ``origin_id`` on one carrier: how many and over what span."""
+    """Accepted sends of one ``origin_id`` on one carrier: how many, over what span.
+
+    ``active_seconds`` counts the distinct clock seconds in which some of them
+    were accepted, so ``accepted / active_seconds`` is the rate while sending,
+    whatever pauses (quiet hours, zones) lie between ``first_at`` and ``last_at``.
+    """
 
     channel: str
     carrier: str
@@ -72,6 +75,7 @@ class StreamTraffic(msgspec.Struct, kw_only=True, frozen=True):
     accepted: int
     first_at: float
     last_at: float
+    active_seconds: int
 
 
 class SandboxTraffic(msgspec.Struct, kw_only=True, frozen=True):
@@ -296,7 +300,8 @@ class SandboxProvider(Provider):
             for (ch, ca), c in sorted(self._counters.items())
         ]
         streams = [
-            StreamTraffic(channel=ch, carrier=ca, origin_id=o, accepted=s[0], first_at=s[1], last_at=s[2])
+            StreamTraffic(channel=ch, carrier=ca, origin_id=o, accepted=s[0], first_at=s[1], last_at=s[2],
+                          active_seconds=s[3])
             for (ch, ca, o), s in sorted(self._streams.items())
         ]
         pending = sum(len(v) for v in self._buckets.values())
@@ -310,9 +315,11 @@ class SandboxProvider(Provider):
         key = (channel, carrier, origin_id)
         s = self._streams.get(key)
         if s is None:
-            self._streams[key] = [1, now, now]
+            self._streams[key] = [1, now, now, 1]
         else:
             s[0] += 1
+            if int(now) != int(s[2]):
+                s[3] += 1
             s[2] = now
 
     def _later(self, due: float, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
@@ -323,7 +330,8 @@ class SandboxProvider(Provider):
         keeps a report from ever arriving before its send was answered, even
         with a zero delay on the real clock.
         """
-        key = (math.floor(due / REPORT_TICK) + 1) * REPORT_TICK
+        tick = self.options.report_tick
+        key = (math.floor(due / tick) + 1) * tick
         bucket = self._buckets.get(key)
         if bucket is not None:
             bucket.append((fn, args))
