@@ -24,7 +24,6 @@ re-implemented here independently of the engine's policies).
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import random
 import time
@@ -615,8 +614,13 @@ def _progress(enabled: bool) -> Any:
 
 
 def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
-    """Run the demo workload on a virtual clock and return what it measured (synchronous wrapper)."""
-    return asyncio.run(run_demo_async(config))
+    """Run the demo workload on a virtual clock and return what it measured (synchronous wrapper).
+
+    Runs on uvloop when installed (``Engine.run``), as a production service would.
+    """
+    from .engine import Engine
+
+    return Engine.run(run_demo_async(config))
 
 
 async def run_demo_async(config: DemoConfig) -> DemoResult:
