@@ -294,8 +294,8 @@ class Core:
         for p in route.prios:
             for x in route.queues[p]:
                 if x is e:
-                    units = ahead + self._cost(e)
-                    return max(self._now, route.gcra.ready_at(units), route.blocked_until)
+                    # Every unit ahead leaves at the route's rate before this one.
+                    return max(self._now, route.gcra.eta(ahead + self._cost(e)), route.blocked_until)
                 if x.where == QUEUED:
                     ahead += self._cost(x)
         return self._now

@@ -39,9 +39,14 @@ INF = math.inf
 
 
 class Gcra:
-    """A GCRA bucket. ``rate`` <= 0 means unlimited."""
+    """A GCRA bucket. ``rate`` <= 0 means unlimited.
 
-    __slots__ = ("interval", "depth", "tat")
+    ``tat`` is kept relative to ``base`` (the first instant seen), so adding
+    the interval millions of times happens at small magnitudes and does not
+    drift: at epoch magnitudes each addition would round to 2.4e-7 s.
+    """
+
+    __slots__ = ("interval", "depth", "tat", "base")
 
     def __init__(self, rate: float, burst: int) -> None:
         if rate and rate > 0:
@@ -51,6 +56,7 @@ class Gcra:
             self.interval = 0.0
             self.depth = INF
         self.tat = -INF
+        self.base: Union[float, None] = None
 
     @property
     def unlimited(self) -> bool:
@@ -61,14 +67,23 @@ class Gcra:
         """Units that may leave at ``now`` (inf when unlimited). O(1)."""
         if self.interval == 0.0:
             return INF
-        tat = self.tat if self.tat > now else now
-        # A small tolerance keeps float noise from starving a unit that is exactly due.
-        return math.floor((now + self.depth - tat) / self.interval + 1e-9)
+        if self.base is None:
+            self.base = now
+        r = now - self.base
+        tat = self.tat if self.tat > r else r
+        # ``now`` carries the rounding of epoch magnitudes (ulp 2.4e-7 s); the
+        # slack of a few ulps, in units, keeps a unit that ``ready_at`` says is
+        # due from reading as 0.99999 here and waking the route forever.
+        slack = 1e-9 + 4e-15 * abs(now) / self.interval
+        return math.floor((r + self.depth - tat) / self.interval + slack)
 
     def take(self, now: float, units: float) -> None:
         """Spend ``units`` at ``now``. O(1)."""
         if self.interval:
-            tat = self.tat if self.tat > now else now
+            if self.base is None:
+                self.base = now
+            r = now - self.base
+            tat = self.tat if self.tat > r else r
             self.tat = tat + units * self.interval
 
     def ready_at(self, units: float) -> float:
@@ -77,10 +92,16 @@ class Gcra:
         A request larger than the burst waits for an empty bucket and then
         leaves whole, so one long SMS never blocks a route for good.
         """
-        if self.interval == 0.0:
+        if self.interval == 0.0 or self.base is None:
             return -INF
         need = min(units * self.interval, self.depth)
-        return self.tat + need - self.depth
+        return self.base + (self.tat + need - self.depth)
+
+    def eta(self, units: float) -> float:
+        """When the last of ``units`` queued units would leave at this rate (for explain)."""
+        if self.interval == 0.0 or self.base is None:
+            return -INF
+        return self.base + (self.tat + units * self.interval - self.depth)
 
 
 class Route:
