@@ -560,9 +560,9 @@ def test_real_clock_submit_drain_and_hang(run: Any) -> None:
 
     due, outcomes = run(main())
     first_call = rec.calls[0][0]
-    assert 0 <= first_call - due < 0.1
+    assert 0 <= first_call - due < 0.25  # never early; generous upper bounds for a loaded CI machine
     assert outcomes[0].status is Status.RETRYING and outcomes[0].detail.startswith("timeout:")
-    assert 0.2 <= outcomes[0].at - first_call < 0.35
+    assert 0.2 <= outcomes[0].at - first_call < 0.6
     assert outcomes[1].status is Status.SENT
 
 
@@ -656,3 +656,99 @@ def test_real_clock_lateness_of_20000_sends_due_at_once(run: Any) -> None:
         # the core is fast enough.
         pytest.xfail(f"p99 {p99 * 1000:.1f} ms: core.advance alone took {in_core * 1000:.1f} ms for {n} sends")
     assert p99 < 0.050, f"p99 lateness {p99 * 1000:.1f} ms, of which {in_core * 1000:.1f} ms inside core.advance"
+
+
+# ---------------------------------------------------------------------- the clocks
+
+
+def test_virtual_clock_start_accepts_epoch_or_aware_datetime_only() -> None:
+    assert VirtualClock(START).now() == START
+    assert VirtualClock(datetime(2027, 1, 12, 12, tzinfo=timezone.utc)).now() == START
+    with pytest.raises(ValueError, match="^start: naive datetime"):
+        VirtualClock(datetime(2027, 1, 12, 12))
+    with pytest.raises(TypeError, match="^start"):
+        VirtualClock("2027-01-12")  # type: ignore[arg-type]
+
+
+def test_virtual_sleeps_wake_in_time_order_ties_in_call_order(run: Any) -> None:
+    """Sleepers wake at their instant; equal instants wake in the order they went to sleep, one at a time."""
+    clock = VirtualClock(100.0)
+    log: list[tuple[str, float]] = []
+
+    async def sleeper(name: str, seconds: float, then: float = 0.0) -> None:
+        await clock.sleep(seconds)
+        log.append((name, clock.now()))
+        if then:
+            await clock.sleep(then)
+            log.append((name + "'", clock.now()))
+
+    async def main() -> None:
+        tasks = [asyncio.ensure_future(c) for c in (sleeper("c", 3), sleeper("a", 1, then=2), sleeper("b", 1))]
+        fired: list[float] = []
+        clock.call_at(103.0, lambda: fired.append(clock.now()))
+        await clock.run_until(102.5)
+        assert clock.now() == 102.5 and log == [("a", 101.0), ("b", 101.0)]
+        await clock.run_until(110)
+        await asyncio.gather(*tasks)
+        assert fired == [103.0]
+
+    run(main())
+    # a' went to sleep (at 101, for 2 s) after c (at 100, for 3 s): c first at 103.
+    assert log == [("a", 101.0), ("b", 101.0), ("c", 103.0), ("a'", 103.0)]
+
+
+def test_virtual_clock_settles_before_moving_and_never_goes_back(run: Any) -> None:
+    """Work made runnable by plain callbacks and task chains runs before time moves."""
+    clock = VirtualClock(0.0)
+    seen: list[float] = []
+
+    async def chain(depth: int) -> None:
+        if depth:
+            await asyncio.ensure_future(chain(depth - 1))
+        else:
+            await clock.sleep(1)
+            seen.append(clock.now())
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_soon(lambda: loop.call_soon(lambda: asyncio.ensure_future(chain(20))))
+        await clock.run_until(5)
+        assert seen == [1.0] and clock.now() == 5.0
+        await clock.run_until(3)  # the past: only settles
+        assert clock.now() == 5.0
+        with pytest.raises(ValueError, match="seconds"):
+            await clock.advance(-1)
+
+    run(main())
+
+
+def test_virtual_clock_has_one_driver_at_a_time(run: Any) -> None:
+    clock = VirtualClock(0.0)
+
+    async def main() -> None:
+        asyncio.ensure_future(clock.sleep(10))
+        first = asyncio.ensure_future(clock.run_until(20))
+        await asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match="already advancing"):
+            await clock.run_until(30)
+        await first
+        assert clock.now() == 20.0 and not clock.advancing
+
+    run(main())
+
+
+def test_real_clock_sleeps_and_calls_at_wall_time(run: Any) -> None:
+    from sendcore.clock import RealClock
+
+    clock = RealClock()
+
+    async def main() -> tuple[float, float]:
+        t0 = clock.now()
+        fired = asyncio.get_running_loop().create_future()
+        clock.call_at(t0 + 0.05, lambda: fired.set_result(clock.now()))
+        await clock.sleep(0.02)
+        t1 = clock.now()
+        return t1 - t0, await fired - t0
+
+    slept, fired_after = run(main())
+    assert 0.019 <= slept < 0.2 and 0.049 <= fired_after < 0.25
