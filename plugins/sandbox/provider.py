@@ -202,6 +202,8 @@ class SandboxProvider(Provider):
         opts = self.options
         channel = batch.channel
         carrier = batch.carrier or "unknown"
+        # Email and push have no carrier: name the gateway in messages instead.
+        where = batch.carrier or f"the {channel} gateway"
         sends = batch.sends
         if sends:
             median = opts.latency_median(carrier)
@@ -238,7 +240,7 @@ class SandboxProvider(Provider):
             if (suffixes and to.endswith(suffixes)) or a_perm < perm_rate:
                 counters.permanent += 1
                 code = _PERMANENT_CODE.get(channel, "invalid_address")
-                append(PermanentFailure(code, f"{to} does not exist on {carrier}", "all"))
+                append(PermanentFailure(code, f"{to} does not exist on {where}", "all"))
                 continue
             if capacity and counters.in_second >= capacity:
                 counters.rate_limited += 1
@@ -248,7 +250,7 @@ class SandboxProvider(Provider):
             u_temp, u_dlr, u_dlr_delay, _ = _uniforms(f"{seed}|send|{sid}|{attempt}")
             if u_temp < temp_rate:
                 counters.temporary += 1
-                append(TemporaryFailure("carrier_congestion", f"{carrier} is congested, try again later"))
+                append(TemporaryFailure("carrier_congestion", f"{where} is congested, try again later"))
                 continue
             pid = "sbx-" + blake2b(f"{seed}|pid|{sid}".encode(), digest_size=8).hexdigest()
             accepted[sid] = pid
