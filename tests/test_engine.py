@@ -752,3 +752,58 @@ def test_real_clock_sleeps_and_calls_at_wall_time(run: Any) -> None:
 
     slept, fired_after = run(main())
     assert 0.019 <= slept < 0.2 and 0.049 <= fired_after < 0.25
+
+
+def test_a_failing_outcome_hook_does_not_stop_sending(run: Any) -> None:
+    """An exception in a sendcore_outcome implementation goes to the loop's exception handler only."""
+    reported: list[dict[str, Any]] = []
+
+    class Broken:
+        @hookimpl
+        def sendcore_outcome(self, outcome: Outcome) -> None:
+            raise KeyError("observer bug")
+
+    rec = Recorder()
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: reported.append(ctx))
+        async with virtual_engine(rec, extra_plugins=(Broken(),)) as engine:
+            await engine.submit([sms(1, START), sms(2, START + 1)])
+            await engine.drain()
+            assert engine.stats().final == {"sent": 2}
+
+    run(main())
+    assert [type(c["exception"]) for c in reported] == [KeyError, KeyError]
+    assert reported[0]["outcome"].send_id == "s1"
+
+
+def test_a_provider_failing_to_start_closes_the_others(run: Any) -> None:
+    class NoStart(Recorder):
+        async def start(self, context: ProviderContext) -> None:
+            raise ConnectionError("SMPP bind refused")
+
+    good = Recorder("good")
+    bad = NoStart("bad", ("email",))
+
+    async def main() -> None:
+        engine = virtual_engine(good, bad)
+        with pytest.raises(ConnectionError, match="SMPP bind refused"):
+            async with engine:
+                pass
+        assert engine.closed
+
+    run(main())
+    assert good.started is not None and good.closed
+
+
+def test_engine_run_uses_uvloop_when_installed() -> None:
+    async def main() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    module = Engine.run(main())
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:  # pragma: no cover
+        assert module.startswith("asyncio")
+    else:
+        assert module.startswith("uvloop")

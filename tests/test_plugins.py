@@ -401,7 +401,10 @@ def test_block_list_disables_the_installed_plugin(installed: Installed, how: str
     elif how == "settings":
         settings = Settings.from_dict({"plugins": {"block": [installed.entry_point]}})
     else:
-        other = next(ep.name for ep in importlib.metadata.entry_points(group="sendcore") if ep.name != installed.entry_point)
+        other = next((ep.name for ep in importlib.metadata.entry_points(group="sendcore")
+                      if ep.name != installed.entry_point), None)
+        if other is None:  # pragma: no cover - sendcore itself installs the sandbox entry point
+            pytest.skip("no other installed sendcore plugin to allow")
         env["SENDCORE_PLUGINS"] = other
     h = PluginHost(settings, load_entrypoints=True, environ=env)
     assert installed.entry_point not in [p.name for p in h.plugins()]
