@@ -84,7 +84,7 @@ class History:
             prev_a = la.get(recipient)
             la[recipient] = now
         counted: tuple[int, ...] = ()
-        rules = self.cap_rules_for(channel, send.origin.value)
+        rules = self.cap_rules_for(channel, send.origin)
         if rules:
             hit = []
             caps, logs = self.caps, self.cap_logs

@@ -227,7 +227,9 @@ class LocaleResolver:
                 zones = facts.zones or (self._default,)
                 loc = self._intern(zones, facts.country, region_of(to))
             else:
-                loc = self._intern((self._default,), None, None)
+                # Not a phone number (email, push token): the default zone, and no
+                # per-address cache entry, which would cost memory per recipient.
+                return self._intern((self._default,), None, None)
             if len(self._by_to) >= MAX_CACHE_KEYS:
                 self._by_to.clear()
             self._by_to[to] = loc

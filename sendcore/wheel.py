@@ -252,21 +252,32 @@ class PriorityWheel(Generic[T]):
 
     def next_due(self) -> float | None:
         """The earliest instant a pop may return something, or None if empty."""
-        best = None
+        best = math.inf
         for w in self._wheels.values():
-            d = w.next_due()
-            if d is not None and (best is None or d < best):
-                best = d
-        return best
+            if w._near_keys:
+                d = w._near_keys[0] / TICKS_PER_SECOND
+                if d < best:
+                    best = d
+            if w._far_keys:
+                d = w._far_keys[0] * SPAN
+                if d < best:
+                    best = d
+        return None if best == math.inf else best
 
     def pop_due(self, now: float, limit: int = 0) -> list[T]:
         """Items due at or before ``now``: all of priority 0 first, then 1, and so on."""
         out: list[T] = []
+        wheels = self._wheels
         for prio in self._order:
+            w = wheels[prio]
+            # Skip wheels with nothing due without a call: most wake-ups touch one priority.
+            nk, fk = w._near_keys, w._far_keys
+            if not ((nk and nk[0] / TICKS_PER_SECOND <= now) or (fk and fk[0] * SPAN <= now)):
+                continue
             room = limit - len(out) if limit else 0
             if limit and room <= 0:
                 break
-            got = self._wheels[prio].pop_due(now, room)
+            got = w.pop_due(now, room)
             if got:
                 if out:
                     out.extend(got)

@@ -50,7 +50,7 @@ class ErrorSegment(Policy):
         for e in entries:
             s = e.send
             book = errors.get(s.channel)
-            if book is not None and s.origin.value in origins and (channels is None or s.channel in channels):
+            if book is not None and s.origin in origins and (channels is None or s.channel in channels):
                 t = book.get(s.to)
                 if t is not None and now - t < window:
                     verdicts.skip(e, Reason.ERROR_SEGMENT)

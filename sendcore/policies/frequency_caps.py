@@ -44,7 +44,7 @@ class FrequencyCaps(Policy):
         append = kept.append
         for e in entries:
             s = e.send
-            rules = h.cap_rules_for(s.channel, s.origin.value)
+            rules = h.cap_rules_for(s.channel, s.origin)
             if not rules or e.reserved:
                 append(e)
                 continue

@@ -49,7 +49,7 @@ class SmartSending(Policy):
                 continue
             w = windows.get(s.channel) or self.window(s.channel)
             book = last.get(s.channel)
-            if w[0] > 0 and book is not None and s.origin.value in w[1]:
+            if w[0] > 0 and book is not None and s.origin in w[1]:
                 t = book.get(s.recipient)
                 if t is not None and now - t < w[0]:
                     verdicts.skip(e, Reason.SMART_SENDING)

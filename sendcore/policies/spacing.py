@@ -43,7 +43,7 @@ class Spacing(Policy):
                 continue
             until = 0.0
             for r in rules:
-                if s.origin.value in r.origins:
+                if s.origin in r.origins:
                     t = last_any.get(r.after, {}).get(s.recipient)
                     if t is not None and now - t < r.gap and t + r.gap > until:
                         until = t + r.gap
