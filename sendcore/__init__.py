@@ -5,6 +5,7 @@ The public surface is what ``__all__`` lists; everything else may change.
 
 from __future__ import annotations
 
+from .engine import Engine
 from .errors import ConfigError, InputError, PendingLimitError, SendcoreError
 from .provider import Provider, ProviderContext, ProviderSpec
 from .send import (
@@ -25,6 +26,7 @@ from .send import (
     SubmitReport,
     TemporaryFailure,
 )
+from .hookspecs import hookimpl
 from .settings import Settings
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "Batch",
     "CancelReport",
     "ConfigError",
+    "Engine",
     "Explanation",
     "InputError",
     "Origin",
@@ -52,6 +55,7 @@ __all__ = [
     "Status",
     "SubmitReport",
     "TemporaryFailure",
+    "hookimpl",
 ]
 
 __version__ = "0.1.0"

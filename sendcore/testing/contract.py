@@ -383,6 +383,14 @@ class _Kit:
         if unfinished:
             raise ContractError(f"engine_batches: {len(unfinished)} sends have no final outcome, e.g. {unfinished[:3]}")
 
+    async def call_in_batches(self, h: Any, sends: list[Send], check: str) -> list[Any]:
+        """Call the provider with ``sends`` split into batches no larger than its ``max_batch``."""
+        size = max(1, int(getattr(h.provider, "max_batch", 100) or 1))
+        results: list[Any] = []
+        for i in range(0, len(sends), size):
+            results.extend(await h.call(sends[i : i + size], check))
+        return results
+
     async def check_idempotency(self) -> None:
         if not self.idempotent:
             raise _Skip("idempotent=False: the provider does not promise idempotent replays")
@@ -390,8 +398,8 @@ class _Kit:
         try:
             channel = self.channels_of(h.provider)[0]
             sends = self.sends(3, channel)
-            first = await h.call(sends, "idempotency")
-            again = await h.call(sends, "idempotency")
+            first = await self.call_in_batches(h, sends, "idempotency")
+            again = await self.call_in_batches(h, sends, "idempotency")
             replayed = 0
             for s, a, b in zip(sends, first, again):
                 if isinstance(a, Accepted):
@@ -414,7 +422,7 @@ class _Kit:
             for bad in self.failing_sends:
                 ok = self.sends(2, bad.channel)
                 batch = [ok[0], bad, ok[1]]
-                results = await h.call(batch, "error_mapping")
+                results = await self.call_in_batches(h, batch, "error_mapping")
                 if not isinstance(results[1], (TemporaryFailure, PermanentFailure)):
                     raise ContractError(
                         f"error_mapping: the failing send {bad.id!r} at position 1 of 3 got {results[1]!r}; "

@@ -1,0 +1,118 @@
+"""The README's examples run as written: the embedding example and the HTTP provider plugin."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from sendcore import Engine, Send, Settings, Status
+from sendcore.testing import check_provider
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples" / "acme_sms"))
+import acme_sms  # noqa: E402
+
+
+def test_embedding_example_prints_the_flow_stopped_by_the_conversion():
+    env = {k: v for k, v in os.environ.items() if k != "SENDCORE_LOAD_ENTRYPOINTS"}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "embed.py")], capture_output=True, text=True,
+                         env=env, timeout=120, check=True).stdout.split("\n")
+    assert out[:3] == ["cart-2 sent", "cart-24 sent", "cart-48 cancelled"]
+
+
+class AcmeApi:
+    """A local stand-in for a Twilio-like REST API, on a real aiohttp server on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[float, str, str]] = []
+        self.seen: dict[str, str] = {}
+
+    async def messages(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        key = request.headers["Idempotency-Key"]
+        to = body["to"]
+        self.requests.append((time.monotonic(), key, to))
+        first = sum(1 for _, k, _ in self.requests if k == key) == 1
+        if to.endswith("0000"):
+            return web.Response(status=404, text="not a mobile number")
+        if to.endswith("9") and first:
+            return web.Response(status=429, headers={"Retry-After": "1"}, text="slow down")
+        if to.endswith("8") and first:
+            return web.Response(status=503, text="carrier busy")
+        sid = self.seen.setdefault(key, f"SM{len(self.seen):04d}")
+        return web.json_response({"sid": sid}, status=201)
+
+
+async def serve(api: AcmeApi) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_post("/messages", api.messages)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+def test_acme_provider_passes_the_contract_kit_against_a_real_http_server():
+    async def main():
+        api = AcmeApi()
+        runner, url = await serve(api)
+        try:
+            report = await check_provider(
+                acme_sms.AcmeSms, options={"url": url},
+                make_send=lambda i, ch: Send(id=f"k{i}", recipient=f"r{i}", channel="sms",
+                                             to=f"+33612{i:05d}1", origin="transactional", body="hi"),
+                failing_sends=[Send(id="bad", recipient="x", channel="sms", to="+33612340000",
+                                    origin="transactional")],
+                rate_limit_sends=[Send(id="rl", recipient="y", channel="sms", to="+33612345679",
+                                       origin="transactional")],
+            )
+        finally:
+            await runner.cleanup()
+        return report
+
+    report = asyncio.run(main())
+    assert "one_result_per_send" in report.passed or report.passed, report
+
+
+def test_acme_provider_through_the_engine_on_the_real_clock(run):
+    """Retries (503), pushback (429 Retry-After) and suppression (404) against a real local server."""
+
+    async def main():
+        api = AcmeApi()
+        runner, url = await serve(api)
+        settings = Settings.from_toml_bytes(
+            f'[providers.acme.options]\nurl = "{url}"\n[retry]\nbase_delay = "0.2s"\njitter = 0\n'
+            '[channels.sms]\nquiet_hours = false'.encode())
+        try:
+            async with Engine(settings, plugins=[acme_sms]) as engine:
+                now = engine.clock.now()
+                sends = [Send(id=f"m{i}", recipient=f"r{i}", channel="sms", to=to, origin="transactional",
+                              body="Your code is 1234", send_at=now) for i, to in
+                         enumerate(["+33612345671", "+33612345678", "+33612345679", "+33612340000"])]
+                assert (await engine.submit(sends)).accepted == 4
+                await asyncio.wait_for(engine.drain(), 20)
+                return {s.id: engine.outcome(s.id) for s in sends}, api, engine.core.suppression.scope_of(
+                    "sms", "+33612340000")
+        finally:
+            await runner.cleanup()
+
+    outcomes, api, scope = run(main())
+    assert outcomes["m0"].status is Status.SENT and outcomes["m0"].provider_id.startswith("SM")
+    assert outcomes["m1"].status is Status.SENT  # 503 once, then retried with the same key
+    assert outcomes["m2"].status is Status.SENT  # 429 once, then after Retry-After
+    assert outcomes["m3"].status is Status.FAILED and scope == "all"
+    keys = [k for _, k, _ in api.requests]
+    assert keys.count("m1") == 2 and keys.count("m2") == 2
+    # The route is a long code: 1 msg/s; the 429 pushed the whole route back by 1 s.
+    times = sorted(t for t, _, _ in api.requests)
+    for a, b in zip(times, times[1:]):
+        assert b - a >= 0.9
