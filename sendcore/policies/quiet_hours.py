@@ -271,7 +271,15 @@ class QuietHours(Policy):
             if not rules.restricted:
                 append(e)
                 continue
-            n, end = interval(s.channel, e.locale or default, now, s.origin.value)
+            loc = e.locale or default
+            origin = s.origin.value if rules.origin_matters else None
+            # Inline fast path of _interval: inside the cached allowed interval.
+            cache = rules.intervals.get(origin)
+            cached = cache.get(loc) if cache is not None else None
+            if cached is not None and cached[1] <= now < cached[2]:
+                append(e)
+                continue
+            n, end = interval(s.channel, loc, now, origin)
             if n <= now:
                 append(e)
                 continue
