@@ -831,9 +831,15 @@ class Core:
         fl = self._inflight.get(batch.id)
         if fl is None:
             raise ValueError(f"batch: unknown or already recorded batch id {batch.id}")
-        if len(results) != len(fl.entries):
-            self.record_error(batch, f"provider {batch.provider!r} returned {len(results)} results "
-                                     f"for a batch of {len(fl.entries)}", now)
+        try:
+            count = len(results)
+        except TypeError:
+            self.record_error(batch, f"provider {batch.provider!r} returned {type(results).__name__}, "
+                                     "not a list of results", now)
+            return
+        if count != len(fl.entries):
+            self.record_error(batch, f"provider {batch.provider!r} returned {count} results for a batch of "
+                                     f"{len(fl.entries)}; send() must return one result per send, in order", now)
             return
         del self._inflight[batch.id]
         self._release_slot(fl, now)

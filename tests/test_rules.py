@@ -367,6 +367,17 @@ def test_r13_error_segment_builds_from_temporary_failures():
     assert c.error_segment.in_segment("sms", FR_MOBILE, T0 + 10)
 
 
+def test_r13_a_campaign_send_is_retried_despite_its_own_temporary_failure():
+    """R13 with R18: the error segment excludes later campaign sends, not the retry of the send that failed."""
+    c = core('[retry]\nbase_delay = "10s"')
+    answer = lambda s, a: TemporaryFailure("30003", "unreachable") if a == 1 else Accepted(s.id)
+    c.submit([send("camp", origin="campaign", send_at=T0),
+              send("camp2", recipient="other", origin="campaign", send_at=T0 + 3600)], T0)
+    f = finals(run(c, T0 + 2 * 3600, InstantProvider(answer)))
+    assert (f["camp"].status, f["camp"].attempt) == (Status.SENT, 2)
+    assert (f["camp2"].status, f["camp2"].reason) == (Status.SKIPPED, Reason.ERROR_SEGMENT)
+
+
 @pytest.mark.parametrize("scope", ["marketing", "all"])
 def test_r14_permanent_failure_suppresses_later_marketing_but_not_transactional(scope):
     """R14: a permanent failure with suppress adds the entry; marketing scope keeps transactional flowing."""

@@ -50,7 +50,8 @@ class ErrorSegment(Policy):
         for e in entries:
             s = e.send
             book = errors.get(s.channel)
-            if book is not None and s.origin in origins and (channels is None or s.channel in channels):
+            # A retry is not excluded by the error its own earlier attempt recorded (R18 over R13).
+            if book is not None and not e.attempt and s.origin in origins and (channels is None or s.channel in channels):
                 t = book.get(s.to)
                 if t is not None and now - t < window:
                     verdicts.skip(e, Reason.ERROR_SEGMENT)

@@ -51,6 +51,9 @@ class VirtualTimer:
         if self.cancelled:
             return
         self.cancelled = True
+        # The timer stays in the heap until its time comes; drop the callback now
+        # so it does not keep finished tasks (and their timeout scopes) alive.
+        self.callback = None
         if self._handle is not None:
             self._handle.cancel()
             self._clock._soon -= 1
