@@ -599,6 +599,7 @@ def test_r23_bad_items_are_rejected_with_the_field_and_good_ones_accepted():
         send("bad-local", local_send_at="tomorrow"),
         send("", send_at=T0),
         42,
+        send("wt", send_at=T0).__class__(id="wt", recipient=123, channel="sms", to=FR_MOBILE, origin="flow"),
         {"id": "ok2", "recipient": "r2", "channel": "email", "to": "a@b.c", "origin": "campaign", "send_at": T0},
     ]
     rep = c.submit(items, T0)
@@ -614,6 +615,7 @@ def test_r23_bad_items_are_rejected_with_the_field_and_good_ones_accepted():
     assert reasons[8].startswith("local_send_at:")
     assert reasons[9].startswith("id:")
     assert reasons[10].startswith("send:")
+    assert reasons[11].startswith("recipient:") and "int" in reasons[11]
 
 
 def test_r24_max_pending_is_back_pressure_and_nothing_is_lost():
