@@ -715,7 +715,7 @@ class Core:
         is_sms = route.key[1] == "sms"
         max_batch = spec.max_batch
         dispatch = self._dispatch
-        reserve = self.history.reserve
+        reserve_many = self.history.reserve_many
         reservations = self._reservations
         taken: list[Entry] = []
         while route.size:
@@ -742,18 +742,25 @@ class Core:
                     q.popleft()
                     route.size -= 1
                     continue
-                cost = sms_segments(e.send.body) if is_sms else 1
-                if cost > budget and not (not cands and budget >= burst_units):
+                if is_sms:
+                    cost = sms_segments(e.send.body)
+                    if cost > budget and not (not cands and budget >= burst_units):
+                        break
+                    costs.append(cost)
+                elif budget < 1:
                     break
+                else:
+                    cost = 1
                 rec = e.send.recipient
                 if rec in seen:
+                    if is_sms:
+                        costs.pop()
                     break  # R7: the second send to a recipient is decided after the first reserves
                 seen.add(rec)
                 q.popleft()
-                route.size -= 1
                 cands.append(e)
-                costs.append(cost)
                 budget -= cost
+            route.size -= len(cands)
             if not cands:
                 break
             ok = cands
@@ -762,27 +769,29 @@ class Core:
                     break
                 ok = p.check(ok, now, Stage.DISPATCH, self)
             if ok:
-                cost_of = dict(zip(map(id, cands), costs)) if len(ok) != len(cands) else None
-                for i, e in enumerate(ok):
-                    units = costs[i] if cost_of is None else cost_of[id(e)]
-                    gcra.take(now, units)
-                    route.day_count += units
-                    route.sent_units += units
+                # Every send of the chunk leaves at ``now``: pace the chunk's units at once.
+                if not is_sms:
+                    units = len(ok)
+                elif len(ok) == len(cands):
+                    units = sum(costs)
+                else:
+                    kept = set(map(id, ok))
+                    units = sum(c for x, c in zip(cands, costs) if id(x) in kept)
+                gcra.take(now, units)
+                route.day_count += units
+                route.sent_units += units
+                for e in ok:
                     e.where = IN_FLIGHT
                     e.attempt += 1
-                    if not e.reserved:
-                        loc = e.locale
-                        reservations[e.send.id] = reserve(e.send, now, loc.country if loc else None,
-                                                          loc.region if loc else None)
-                        e.reserved = True
-                    taken.append(e)
-                    if len(taken) >= max_batch:
-                        self._emit(route, taken, batches)
-                        taken = []
-                        if pstate.in_flight >= spec.max_concurrency:
-                            if route.size and route not in pstate.waiting:
-                                pstate.waiting.append(route)
-                            return
+                reserve_many(ok, now, reservations)
+                taken.extend(ok)
+                if len(taken) >= max_batch:
+                    self._emit(route, taken, batches)
+                    taken = []
+                    if pstate.in_flight >= spec.max_concurrency:
+                        if route.size and route not in pstate.waiting:
+                            pstate.waiting.append(route)
+                        return
         if taken:
             self._emit(route, taken, batches)
             if pstate.in_flight >= spec.max_concurrency:

@@ -99,6 +99,62 @@ class History:
             counted = tuple(hit)
         return (channel, prev_m, prev_a, counted, now)
 
+    def reserve_many(self, entries: list, now: float, tokens: dict[str, Reservation]) -> None:
+        """``reserve`` every entry not yet reserved, storing its token by send id.
+
+        The batch form of ``reserve`` for the dispatch loop: a chunk shares one
+        channel, so the per-channel books are looked up once.
+        """
+        if not entries:
+            return
+        channel = entries[0].send.channel
+        lm = self.last_marketing.get(channel)
+        if lm is None:
+            lm = self.last_marketing[channel] = {}
+        la = None
+        if channel in self._any_channels:
+            la = self.last_any.get(channel)
+            if la is None:
+                la = self.last_any[channel] = {}
+        caps, logs = self.caps, self.cap_logs
+        rules_for = self.cap_rules_for
+        for e in entries:
+            if e.reserved:
+                continue
+            send = e.send
+            recipient = send.recipient
+            prev_m = prev_a = None
+            if send.channel != channel:  # not from one route: take the general path
+                tokens[send.id] = self.reserve(send, now, e.locale.country if e.locale else None,
+                                               e.locale.region if e.locale else None)
+                e.reserved = True
+                continue
+            origin = send.origin
+            if origin is not _TRANSACTIONAL:
+                prev_m = lm.get(recipient)
+                lm[recipient] = now
+            if la is not None:
+                prev_a = la.get(recipient)
+                la[recipient] = now
+            counted: tuple[int, ...] = ()
+            rules = rules_for(channel, origin)
+            if rules:
+                loc = e.locale
+                country = loc.country if loc is not None else None
+                region = loc.region if loc is not None else None
+                hit = []
+                for i in rules:
+                    if self.cap_applies(caps[i], send, country, region):
+                        log = logs[i].get(recipient)
+                        if log is None:
+                            logs[i][recipient] = [now]
+                        else:
+                            log.append(now)
+                        hit.append(i)
+                counted = tuple(hit)
+            tokens[send.id] = (channel, prev_m, prev_a, counted, now)
+            e.reserved = True
+
     def release(self, send: Send, token: Reservation) -> None:
         """Undo a reservation (permanent rejection or final failure, R7)."""
         channel, prev_m, prev_a, counted, at = token

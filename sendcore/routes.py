@@ -71,10 +71,13 @@ class Gcra:
             self.base = now
         r = now - self.base
         tat = self.tat if self.tat > r else r
-        # ``now`` carries the rounding of epoch magnitudes (ulp 2.4e-7 s); the
-        # slack of a few ulps, in units, keeps a unit that ``ready_at`` says is
-        # due from reading as 0.99999 here and waking the route forever.
-        slack = 1e-9 + 4e-15 * abs(now) / self.interval
+        # ``ready_at`` returns base + x rounded to the ulp of epoch magnitudes
+        # (2.4e-7 s at 1.8e9); ``now - base`` is exact (Sterbenz), so the only
+        # error is that half-ulp. A slack of 1.4 ulps, in units, keeps a unit
+        # that ``ready_at`` says is due from reading as 0.99999 here (which
+        # would wake the route at the same instant forever) while letting
+        # nothing out more than ~0.3 µs early.
+        slack = 1e-12 + 3e-16 * abs(now) / self.interval
         return math.floor((r + self.depth - tat) / self.interval + slack)
 
     def take(self, now: float, units: float) -> None:

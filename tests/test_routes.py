@@ -65,3 +65,23 @@ def test_greedy_sender_never_exceeds_rate_in_any_window(rate, burst, asks):
         for b, u in sent[i:]:
             total += u
             assert total <= burst + rate * (b - a) + 1e-6
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base=st.floats(min_value=1.7e9, max_value=2.1e9),
+    rate=st.floats(min_value=0.01, max_value=100_000),
+    burst=st.integers(min_value=1, max_value=200),
+    units=st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=60),
+)
+def test_ready_at_is_honoured_by_available_at_epoch_magnitudes(base, rate, burst, units):
+    """A route woken at ready_at(u) always finds u units: no wake-up loop at the same instant."""
+    g = Gcra(rate, burst)
+    now = base
+    g.take(now, 1)
+    for u in units:
+        u = min(u, burst)
+        t = max(now, g.ready_at(u))
+        assert g.available(t) >= u, (t, u)
+        g.take(t, u)
+        now = t
