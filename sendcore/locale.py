@@ -6,6 +6,7 @@ time that a DST transition skips or repeats resolves by R11.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime, timedelta
 from typing import Callable, Literal, Union
@@ -178,7 +179,9 @@ def period_bounds(t: float, zone: str, period: Period) -> tuple[float, float]:
     info = zone_info(zone)
     if info is None:
         raise ValueError(f"unknown timezone {zone!r}")
-    first, after = _period_days(datetime.fromtimestamp(t, info).date(), period)
+    # Floor first: fromtimestamp rounds to the microsecond, which could carry an
+    # instant a hair before midnight into the next day. Boundaries are whole seconds.
+    first, after = _period_days(datetime.fromtimestamp(math.floor(t), info).date(), period)
     bounds = (local_instant(first, 0, zone), local_instant(after, 0, zone))
     if len(_PERIODS) >= MAX_CACHE_KEYS:
         _PERIODS.clear()

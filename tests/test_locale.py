@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -146,7 +147,8 @@ ZONES = ["Europe/Paris", "America/New_York", "Australia/Lord_Howe", "America/San
 
 
 def _wall(t: float, zone: str) -> datetime:
-    return datetime.fromtimestamp(t, ZoneInfo(zone)).replace(tzinfo=None)
+    # Floor: fromtimestamp rounds to the microsecond and could carry t into the next second.
+    return datetime.fromtimestamp(math.floor(t), ZoneInfo(zone)).replace(tzinfo=None)
 
 
 @settings(max_examples=150, deadline=None)
@@ -206,6 +208,12 @@ def test_midnight_skipped_by_dst():
     start, _ = period_bounds(utc(2027, 9, 5, 15), "America/Santiago", "day")
     assert start == utc(2027, 9, 5, 4)
     assert _wall(start, "America/Santiago") == datetime(2027, 9, 5, 1)
+
+
+def test_an_instant_a_hair_before_midnight_is_still_that_day():
+    t = utc(2029, 1, 1) - 2e-7  # fromtimestamp alone would round it to midnight
+    start, end = period_bounds(t, "UTC", "day")
+    assert start <= t < end == utc(2029, 1, 1)
 
 
 def test_unknown_period():

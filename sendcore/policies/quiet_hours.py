@@ -90,7 +90,7 @@ def _zone_interval(plan: _Plan, zone: str, c: float, limit: float) -> Union[tupl
     info = zone_info(zone)
     if info is None:
         raise ValueError(f"quiet hours: unknown timezone {zone!r}")
-    day = datetime.fromtimestamp(c, info).date() - _ONE_DAY
+    day = datetime.fromtimestamp(math.floor(c), info).date() - _ONE_DAY
     current: Union[tuple[float, float], None] = None
     while True:
         if local_instant(day, 0, zone) > limit:
