@@ -63,7 +63,6 @@ class _CallingCode(msgspec.Struct, frozen=True, gc=False):
     # First PREFIX_DIGITS national digits -> how many leading characters of
     # ``to`` decide every fact (FULL: the whole number).
     key_lens: dict[str, int]
-    default_key_len: int  # for prefixes missing from key_lens (too-short numbers)
 
 
 #: National digits by which the deciding length is tabulated: three is a NANP
@@ -385,7 +384,6 @@ def _analyse(code: int) -> _CallingCode:
         lengths=lengths,
         nsn_at=1 + len(cc),
         key_lens=key_lens,
-        default_key_len=FULL,
     )
 
 
@@ -393,7 +391,7 @@ def _analyse(code: int) -> _CallingCode:
 # prefix code, so three digits always decide it. Filled lazily, one entry per
 # distinct head; _UNKNOWN marks heads with no code.
 
-_UNKNOWN = _CallingCode(code="", label="", lengths=frozenset(), nsn_at=0, key_lens={}, default_key_len=FULL)
+_UNKNOWN = _CallingCode(code="", label="", lengths=frozenset(), nsn_at=0, key_lens={})
 _BY_HEAD: dict[str, _CallingCode] = {}
 _BY_CODE: dict[int, _CallingCode] = {}
 
