@@ -625,7 +625,9 @@ class Core:
         if now > self._now:
             self._now = now
         now = self._now
-        self._expire_retention(now)
+        order = self._finished_order
+        if order and self._finished[order[0]].at <= now - self._retention:
+            self._expire_retention(now)
         due = self._wheel.pop_due(now, ADMIT_CHUNK)
         if due:
             live = [e for e in due if e.where == SCHEDULED]
@@ -659,6 +661,8 @@ class Core:
             spec = self._providers[key[0]].spec
             limit = limits_for(self.settings.routes, key[0], key[2] or "*", key[3] or "*")
             route = self._routes[key] = Route(key, limit, spec.rate, spec.burst, spec.daily_cap)
+            route.provider = self._providers[key[0]]
+            route.is_sms = key[1] == "sms"
         return route
 
     def _enqueue(self, entries: list[Entry], now: float) -> None:
@@ -698,7 +702,7 @@ class Core:
         """Form batches from ``route`` while pacing, concurrency and caps allow."""
         if not route.size:
             return
-        pstate = self._providers[route.key[0]]
+        pstate = route.provider
         spec = pstate.spec
         if pstate.in_flight >= spec.max_concurrency:
             if route not in pstate.waiting:
@@ -711,8 +715,8 @@ class Core:
             _, route.day_end = period_bounds(now, route.daily_zone, "day")
             route.day_count = 0
         gcra = route.gcra
-        burst_units = gcra.depth / gcra.interval if gcra.interval else math.inf
-        is_sms = route.key[1] == "sms"
+        burst_units = route.burst_units
+        is_sms = route.is_sms
         max_batch = spec.max_batch
         dispatch = self._dispatch
         reserve_many = self.history.reserve_many
@@ -728,10 +732,12 @@ class Core:
                     break
             if budget < 1:
                 break
-            prio = route.head_prio()
-            if prio is None:
+            for prio in route.prios:
+                q = route.queues[prio]
+                if q:
+                    break
+            else:
                 break
-            q = route.queues[prio]
             room = max_batch - len(taken)
             cands: list[Entry] = []
             costs: list[int] = []

@@ -124,6 +124,9 @@ class Route:
         "blocked_by",
         "scheduled_at",
         "sent_units",
+        "burst_units",
+        "is_sms",
+        "provider",
     )
 
     def __init__(self, key: RouteKey, limit: Union[RouteLimit, None], default_rate: Union[float, None],
@@ -150,6 +153,12 @@ class Route:
         #: The wake-up time this route is filed under in the core's ready heap (None: not filed).
         self.scheduled_at: Union[float, None] = None
         self.sent_units = 0
+        #: The bucket's depth in units (inf when unlimited).
+        self.burst_units = self.gcra.depth / self.gcra.interval if self.gcra.interval else INF
+        #: Whether the route counts SMS segments rather than messages.
+        self.is_sms = key[1] == "sms"
+        #: The core's per-provider state (in-flight count), set by the core.
+        self.provider: object = None
 
     def __repr__(self) -> str:
         return f"<Route {'/'.join(self.key)} queued={self.size}>"
