@@ -67,8 +67,10 @@ __all__ = ["Core", "PHONE_CHANNELS"]
 PHONE_CHANNELS = frozenset({"sms", "mms", "whatsapp", "rcs", "voice"})
 
 #: At most this many sends come out of the wheel per ``advance`` call, so one
-#: call stays short on a real clock; the rest leave on the next call, at once.
-ADMIT_CHUNK = 50_000
+#: call stays short on a real clock and the first batches leave early; the
+#: rest leave on the next call, at once. Measured (20k sends due together,
+#: real clock): 4,096 halves p50 lateness against 50,000 and is no slower.
+ADMIT_CHUNK = 4096
 
 DEAD = -1  # cancelled or finished; skipped where it still sits (lazy deletion)
 
