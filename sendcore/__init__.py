@@ -5,7 +5,8 @@ The public surface is what ``__all__`` lists; everything else may change.
 
 from __future__ import annotations
 
-from .engine import Engine
+from typing import TYPE_CHECKING, Any
+
 from .errors import ConfigError, InputError, PendingLimitError, SendcoreError
 from .provider import Provider, ProviderContext, ProviderSpec
 from .send import (
@@ -59,3 +60,16 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+def __getattr__(name: str) -> Any:
+    # The asyncio shell loads on first use, so ``import sendcore.core`` stays
+    # free of the event loop (the sans-I/O core is usable on its own).
+    if name == "Engine":
+        from .engine import Engine
+
+        return Engine
+    raise AttributeError(f"module 'sendcore' has no attribute {name!r}")
