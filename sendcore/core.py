@@ -38,7 +38,7 @@ from .policies.smart_sending import SmartSending
 from .policies.spacing import Spacing
 from .policies.suppression import Suppression
 from .provider import ProviderSpec
-from .routes import Route, RouteKey, limits_for
+from .routes import Gcra, Route, RouteKey, limits_for
 from .segments import sms_segments
 from .send import (
     ORIGIN_PRIORITY,
@@ -108,16 +108,31 @@ def _epoch(value: Any, field: str) -> float:
     return t
 
 
+def _with_overrides(spec: ProviderSpec, overrides: Any) -> ProviderSpec:
+    """``spec`` with the ``[providers.NAME]`` settings applied (the engine applies the same)."""
+    if overrides is None:
+        return spec
+    changes = {
+        f: getattr(overrides, f)
+        for f in ("rate", "burst", "total_rate", "total_burst", "max_concurrency", "timeout", "max_batch")
+        if getattr(overrides, f) is not None
+    }
+    return msgspec.structs.replace(spec, **changes) if changes else spec
+
+
 def _unit(key: str) -> float:
     """A deterministic number in [0, 1) from a string (jitter and ramps)."""
     return zlib.crc32(key.encode()) / 4294967296.0
 
 
 class _ProviderState:
-    __slots__ = ("spec", "in_flight", "waiting")
+    __slots__ = ("spec", "in_flight", "waiting", "gcra")
 
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
+        # The provider-wide limit shared by all its routes (R16); unlimited if unset.
+        rate = spec.total_rate or 0.0
+        self.gcra = Gcra(rate, spec.total_burst or max(1, int(rate // 10)))
         self.in_flight = 0
         self.waiting: list[Route] = []
 
@@ -152,6 +167,7 @@ class Core:
         self.settings = settings = settings or Settings()
         self._providers: dict[str, _ProviderState] = {}
         for spec in providers:
+            spec = _with_overrides(spec, settings.providers.get(spec.name))
             if spec.name in self._providers:
                 raise ValueError(f"providers: two providers are named {spec.name!r}")
             self._providers[spec.name] = _ProviderState(spec)
@@ -724,8 +740,11 @@ class Core:
         reserve_many = self.history.reserve_many
         reservations = self._reservations
         taken: list[Entry] = []
+        shared = pstate.gcra if pstate.gcra.interval else None
         while route.size:
             budget = gcra.available(now)
+            if shared is not None:
+                budget = min(budget, shared.available(now))
             if route.daily_cap:
                 budget = min(budget, route.daily_cap - route.day_count)
                 if budget <= 0:
@@ -786,6 +805,8 @@ class Core:
                     kept = set(map(id, ok))
                     units = sum(c for x, c in zip(cands, costs) if id(x) in kept)
                 gcra.take(now, units)
+                if shared is not None:
+                    shared.take(now, units)
                 route.day_count += units
                 route.sent_units += units
                 for e in ok:
@@ -814,17 +835,20 @@ class Core:
         if route.blocked_until > now:
             return route.blocked_until
         gcra = route.gcra
-        if gcra.interval == 0.0:
-            return now
+        shared = route.provider.gcra
         prio = route.head_prio()
         head = route.queues[prio][0] if prio is not None else None
         first = self._cost(head) if head is not None else 1
+        # The provider-wide bucket, shared with other routes, is waited on unit by unit.
+        at = shared.ready_at(first) if shared.interval else now
+        if gcra.interval == 0.0:
+            return max(now, at)
         # Wait for a full batch (or a full bucket, whichever is smaller) so a
         # fast route is not woken for every single unit; never past the
         # moment the bucket would overflow, so no capacity is lost.
         units = max(first, min(route.size, self._providers[route.key[0]].spec.max_batch,
                                int(gcra.depth / gcra.interval)))
-        return max(now, gcra.ready_at(units), gcra.ready_at(first))
+        return max(now, at, gcra.ready_at(units), gcra.ready_at(first))
 
     def _emit(self, route: Route, entries: list[Entry], batches: list[Batch]) -> None:
         self._batch_seq += 1

@@ -59,7 +59,8 @@ class Provider:
     SMS segments per second, None = unlimited), ``burst``, ``daily_cap``
     (0 = none), ``max_concurrency`` (batches in flight at once) and
     ``timeout`` (seconds a ``send`` call may take before it counts as a
-    temporary failure of the whole batch).
+    temporary failure of the whole batch). Optional ``total_rate`` and
+    ``total_burst`` cap all of the provider's routes together.
     """
 
     name: str = ""
@@ -101,6 +102,8 @@ class ProviderSpec(msgspec.Struct, kw_only=True, frozen=True):
     daily_cap: int = 0
     max_concurrency: int = 8
     timeout: float = 30.0
+    total_rate: Union[float, None] = None
+    total_burst: Union[int, None] = None
 
 
 def spec_of(provider: Any, overrides: Any = None) -> ProviderSpec:
@@ -110,7 +113,11 @@ def spec_of(provider: Any, overrides: Any = None) -> ProviderSpec:
     conc = getattr(provider, "max_concurrency", 8)
     timeout = getattr(provider, "timeout", 30.0)
     max_batch = getattr(provider, "max_batch", 100)
+    total_rate = getattr(provider, "total_rate", None)
+    total_burst = getattr(provider, "total_burst", None)
     if overrides is not None:
+        total_rate = overrides.total_rate if overrides.total_rate is not None else total_rate
+        total_burst = overrides.total_burst if overrides.total_burst is not None else total_burst
         rate = overrides.rate if overrides.rate is not None else rate
         burst = overrides.burst if overrides.burst is not None else burst
         conc = overrides.max_concurrency if overrides.max_concurrency is not None else conc
@@ -125,4 +132,6 @@ def spec_of(provider: Any, overrides: Any = None) -> ProviderSpec:
         daily_cap=int(getattr(provider, "daily_cap", 0) or 0),
         max_concurrency=int(conc),
         timeout=float(timeout),
+        total_rate=total_rate,
+        total_burst=total_burst,
     )

@@ -198,16 +198,21 @@ class RouteLimit(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class ProviderSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Provider-wide limits, overriding what the provider declares (R16)."""
+    """Per-provider settings (R16): ``rate``/``burst`` are the default limits of each
+    of its routes; ``total_rate``/``total_burst`` cap all its routes together."""
 
     rate: Union[float, None] = None
     burst: Union[int, None] = None
+    total_rate: Union[float, None] = None
+    total_burst: Union[int, None] = None
     max_concurrency: Union[int, None] = None
     timeout: Union[Duration, None] = None
     max_batch: Union[int, None] = None
     options: dict[str, Any] = {}
 
     def __post_init__(self) -> None:
+        if self.total_rate is not None and self.total_rate < 0:
+            raise ValueError(f"providers.total_rate: must be >= 0 (0 = unlimited), got {self.total_rate!r}")
         if self.timeout is not None:
             self.timeout = parse_duration(self.timeout, "providers.timeout")
 

@@ -437,6 +437,22 @@ def test_r16_provider_defaults_apply_without_a_route_entry_and_daily_cap_blocks(
     assert times[3] == pytest.approx(at(PARIS, 2027, 1, 14, 0, 0), abs=0.01)
 
 
+def test_r16_provider_wide_limit_caps_all_routes_together():
+    """R16: [providers.X] total_rate caps the provider's routes together; each route alone is unlimited."""
+    c = core('[providers.sandbox]\ntotal_rate = 5\ntotal_burst = 5')
+    sends = [send(f"s{i}", origin="transactional", to=f"+336{i:08d}", carrier=("A", "B", "C")[i % 3], send_at=T0)
+             for i in range(60)]
+    c.submit(sends, T0)
+    p = InstantProvider()
+    drive(c, T0 + 60, p, start=T0)
+    times = sorted(t for t, _ in p.sent_at())
+    assert len(times) == 60 and len({b.carrier for _, b in p.batches}) == 3
+    for i, a in enumerate(times):
+        for k in range(i, len(times)):
+            assert k - i + 1 <= 5 + 5 * (times[k] - a + 1e-6)
+    assert times[-1] - T0 == pytest.approx((60 - 5) / 5, abs=0.01)  # and it never idles
+
+
 def test_r17_carrier_from_send_then_hook_then_phonenumbers():
     """R17: the carrier is send.carrier, else the hook's answer, else phonenumbers' carrier name, else unknown."""
     from sendcore.phones import carrier_of
