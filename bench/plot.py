@@ -37,6 +37,10 @@ STYLE: dict[str, dict[str, Any]] = {
     "APScheduler MemoryJobStore (hold + drain)": {"color": "#333333", "marker": "x", "ls": ":"},
     "sendcore core structures": {"color": "#d62728", "marker": "o", "lw": 2.4},
     "sendcore core + Send objects": {"color": "#ff7f0e", "marker": "s", "lw": 2.0},
+    "sendcore core + Send objects, RSS (fresh process)": {"color": "#ff7f0e", "marker": "D", "ls": "none",
+                                                          "markerfacecolor": "none", "markeredgewidth": 2},
+    "sendcore core structures, RSS (fresh process)": {"color": "#d62728", "marker": "D", "ls": "none",
+                                                      "markerfacecolor": "none", "markeredgewidth": 2},
     "sendcore wheel": {"color": "#1f77b4", "marker": "^", "lw": 2.0},
     "heapq": {"color": "#888888", "marker": "^", "ls": "--"},
     "SortedList": {"color": "#aaaaaa", "marker": "v", "ls": "-."},
@@ -77,6 +81,9 @@ def series(doc: dict[str, Any]) -> tuple[dict[str, dict[int, float]], dict[str, 
             speed.setdefault(f"{label} (hold + drain)", {})[n] = e["hold_drain_per_s"]
             if "bytes_per_pending" in e:
                 mem.setdefault(label, {})[n] = e["bytes_per_pending"]
+        elif g == "hold.memory" and b["name"].startswith("rss_per_pending["):
+            mem.setdefault("sendcore core + Send objects, RSS (fresh process)", {})[n] = e["total_bytes_per_pending"]
+            mem.setdefault("sendcore core structures, RSS (fresh process)", {})[n] = e["core_bytes_per_pending"]
         elif g == "hold.memory" and b["name"].startswith("bytes_per_pending["):
             mem.setdefault("sendcore core structures", {})[n] = e["core_bytes"]
             mem.setdefault("sendcore core + Send objects", {})[n] = e["total_bytes"]
@@ -102,7 +109,7 @@ def plot(doc: dict[str, Any], out: Path) -> Path:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 7.5), dpi=110)
     for ax, data, title, ylabel in (
         (ax1, speed, "Throughput vs pending sends (higher is better)", "sends / CPU second"),
-        (ax2, mem, "Memory per pending send (lower is better)", "bytes per pending send (tracemalloc)"),
+        (ax2, mem, "Memory per pending send (lower is better)", "bytes per pending send"),
     ):
         for label, pts in data.items():
             xs = sorted(pts)
@@ -131,7 +138,8 @@ def plot(doc: dict[str, Any], out: Path) -> Path:
     )
     fig.text(0.5, 0.012, "End to end: SCENARIOS workload on virtual time, every policy on. Hold + drain: the same "
              "sends held, then popped in 1 s steps over their day (86,401 pops at any size, which weighs on 10k;\n"
-             "APScheduler: drain rate over its first 20k jobs). Memory: tracemalloc, sends sharing one body. "
+             "APScheduler: drain rate over its first 20k jobs). Memory: tracemalloc (lines) and RSS in a fresh process "
+             "(hollow diamonds, largest size), sends sharing one body. "
              "Reproduce: python -m bench.guard --full && python -m bench.plot",
              ha="center", fontsize=8, color="#444444")
     fig.tight_layout(rect=(0, 0.045, 1, 0.95))
