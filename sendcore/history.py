@@ -83,21 +83,25 @@ class History:
                 la = self.last_any[channel] = {}
             prev_a = la.get(recipient)
             la[recipient] = now
-        counted: tuple[int, ...] = ()
         rules = self.cap_rules_for(channel, send.origin)
-        if rules:
-            hit = []
-            caps, logs = self.caps, self.cap_logs
-            for i in rules:
-                if self.cap_applies(caps[i], send, country, region):
-                    log = logs[i].get(recipient)
-                    if log is None:
-                        logs[i][recipient] = [now]
-                    else:
-                        log.append(now)
-                    hit.append(i)
-            counted = tuple(hit)
+        counted = self._count(rules, send, now, country, region) if rules else ()
         return (channel, prev_m, prev_a, counted, now)
+
+    def _count(self, rules: tuple[int, ...], send: Send, now: float, country: Union[str, None],
+               region: Union[str, None]) -> tuple[int, ...]:
+        """Log the attempt in every cap rule of ``rules`` that selects ``send``; return their indexes."""
+        hit = []
+        caps, logs = self.caps, self.cap_logs
+        recipient = send.recipient
+        for i in rules:
+            if self.cap_applies(caps[i], send, country, region):
+                log = logs[i].get(recipient)
+                if log is None:
+                    logs[i][recipient] = [now]
+                else:
+                    log.append(now)
+                hit.append(i)
+        return tuple(hit)
 
     def reserve_many(self, entries: list, now: float, tokens: dict[str, Reservation]) -> None:
         """``reserve`` every entry not yet reserved, storing its token by send id.
@@ -116,7 +120,6 @@ class History:
             la = self.last_any.get(channel)
             if la is None:
                 la = self.last_any[channel] = {}
-        caps, logs = self.caps, self.cap_logs
         rules_for = self.cap_rules_for
         for e in entries:
             if e.reserved:
@@ -140,18 +143,8 @@ class History:
             rules = rules_for(channel, origin)
             if rules:
                 loc = e.locale
-                country = loc.country if loc is not None else None
-                region = loc.region if loc is not None else None
-                hit = []
-                for i in rules:
-                    if self.cap_applies(caps[i], send, country, region):
-                        log = logs[i].get(recipient)
-                        if log is None:
-                            logs[i][recipient] = [now]
-                        else:
-                            log.append(now)
-                        hit.append(i)
-                counted = tuple(hit)
+                counted = self._count(rules, send, now, loc.country if loc is not None else None,
+                                      loc.region if loc is not None else None)
             tokens[send.id] = (channel, prev_m, prev_a, counted, now)
             e.reserved = True
 
