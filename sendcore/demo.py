@@ -235,7 +235,6 @@ def demo_settings(config: DemoConfig) -> Settings:
     return Settings.from_dict({
         "default_timezone": "UTC",
         "jurisdictions": ["FR", "US"],
-        "seed": config.seed,
         "journal": {"path": ""},
         "channels": {
             # Quiet hours end at 09:00, so the campaign "at 10:00 local" leaves at 10:00.

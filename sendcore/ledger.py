@@ -1,22 +1,19 @@
-"""The ledger: every pending send by id, and recently finished ids for idempotency (R1).
+"""The pending-send record: the caller's ``Send`` plus the little state the core needs.
 
-A pending send is an ``Entry``: the caller's ``Send`` plus the little state the
-core needs (due time, priority, attempt, where it waits and why). Finished
-sends keep their final ``Outcome`` for the retention window so a duplicate id is
-refused and ``outcome(id)`` can answer.
+The core keeps entries by id (its ledger, R1) and finished sends' outcomes for
+the retention window; this module defines the record and where it can wait.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Iterator, Union
+from typing import Union
 
 import msgspec
 
 from .locale_types import Locale
-from .send import Outcome, Send
+from .send import Send
 
-__all__ = ["Entry", "Ledger", "SCHEDULED", "QUEUED", "IN_FLIGHT"]
+__all__ = ["Entry", "SCHEDULED", "QUEUED", "IN_FLIGHT"]
 
 #: Where an entry waits.
 SCHEDULED = 0  # in the timing wheel, until ``due``

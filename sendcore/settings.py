@@ -264,7 +264,6 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_pending: int = 10_000_000
     retention: Duration = "7d"
     late_local: Literal["send", "skip"] = "send"
-    seed: int = 0
     channels: dict[str, ChannelSettings] = {}
     error_segment: ErrorSegmentSettings = msgspec.field(default_factory=ErrorSegmentSettings)
     frequency_caps: list[FrequencyCap] = []
