@@ -29,12 +29,13 @@ from typing import Any, Callable
 import msgspec
 
 from sendcore.core import Core
-from sendcore.hookspecs import hookimpl
 from sendcore.provider import ProviderSpec
 from sendcore.routes import Gcra
 from sendcore.send import Accepted, Origin, Send
 from sendcore.settings import Settings
 from sendcore.testing.simulate import InstantProvider, drive
+
+from sendcore.testing import ProvidersPlugin
 
 from . import peers
 from .workload import (
@@ -42,7 +43,6 @@ from .workload import (
     SHARED_BODY,
     SMS_BURST,
     SMS_RATE,
-    ZONES,
     all_policies_settings,
     make_scenario,
     make_sends,
@@ -621,16 +621,6 @@ class _ScenarioProvider:
         return self._answer(batch, 0.0)
 
 
-class _Provide:
-    """A plugin object registering the given provider objects."""
-
-    def __init__(self, *providers: Any) -> None:
-        self.providers = providers
-
-    @hookimpl
-    def sendcore_register_providers(self, register: Callable[[Any], None]) -> None:
-        for p in self.providers:
-            register(p)
 
 
 def case_e2e_engine(n: int) -> Callable[[], dict[str, Any]]:
@@ -644,7 +634,7 @@ def case_e2e_engine(n: int) -> Callable[[], dict[str, Any]]:
         async def main() -> dict[str, Any]:
             sms = _ScenarioProvider("smsgw", ("sms",), sc.bad, SMS_RATE, SMS_BURST)
             esp = _ScenarioProvider("esp", ("email",), sc.bad)
-            engine = Engine(all_policies_settings(), clock=VirtualClock(sc.start), plugins=[_Provide(sms, esp)],
+            engine = Engine(all_policies_settings(), clock=VirtualClock(sc.start), plugins=[ProvidersPlugin(sms, esp)],
                             load_entrypoints=False)
             async with engine:
                 for ch, addr in sc.suppressed:
@@ -735,7 +725,7 @@ async def _engine_lateness(n: int, rate: float) -> dict[str, Any]:
     lead = 0.5 + n / 40_000.0
     t0 = time.time() + lead
     sends = _lateness_sends(n, t0, rate)
-    async with Engine(settings, plugins=[_Provide(Instant())], load_entrypoints=False) as engine:
+    async with Engine(settings, plugins=[ProvidersPlugin(Instant())], load_entrypoints=False) as engine:
         for i in range(0, n, CHUNK):
             await engine.submit(sends[i:i + CHUNK])
         submitted = time.time()

@@ -25,7 +25,7 @@ import msgspec
 
 from .errors import InputError, PendingLimitError
 from .history import History
-from .ledger import IN_FLIGHT, QUEUED, SCHEDULED, WHERE_NAMES, Entry
+from .ledger import IN_FLIGHT, QUEUED, SCHEDULED, Entry
 from .locale import LocaleResolver, local_to_epoch, period_bounds
 from .phones import carrier_of, check_number
 from .policies.base import Policy, Stage
@@ -902,7 +902,6 @@ class Core:
         others: list[tuple[Entry, Any]] = []
         pending, finished, order, outcomes = self._pending, self._finished, self._finished_order, self._outcomes
         by_rec, reservations = self._by_recipient, self._reservations
-        origin_live, by_origin = self._origin_live, self._by_origin
         sent, accepted_reason = _SENT, Reason.ACCEPTED
         n = 0
         for e, r in zip(entries, results):

@@ -20,8 +20,6 @@ SCHEDULED = 0  # in the timing wheel, until ``due``
 QUEUED = 1  # in a route queue, waiting for pacing
 IN_FLIGHT = 2  # handed to a provider, result not yet recorded
 
-WHERE_NAMES = ("scheduled", "queued", "in_flight")
-
 
 class Entry(msgspec.Struct, gc=False):
     """One pending send and its scheduling state (mutable, owned by the core).

@@ -23,7 +23,7 @@ from sendcore.policies.base import Policy, Stage
 from sendcore.provider import Provider, ProviderContext
 from sendcore.send import Accepted, Batch, Outcome, Reason, Result, Send, Status, TemporaryFailure
 from sendcore.settings import Settings
-from sendcore.testing import VirtualClock
+from sendcore.testing import ProvidersPlugin, VirtualClock
 
 START = datetime(2027, 1, 12, 12, tzinfo=timezone.utc).timestamp()
 
@@ -104,20 +104,10 @@ class Recorder(Provider):
         return [[s.id for s in b.sends] for _, b in self.calls]
 
 
-class Provide:
-    """A plugin object registering the given providers (and optionally other hooks)."""
-
-    def __init__(self, *providers: Any) -> None:
-        self.providers = providers
-
-    @hookimpl
-    def sendcore_register_providers(self, register: Callable[[Any], None]) -> None:
-        for p in self.providers:
-            register(p)
 
 
 def virtual_engine(*providers: Any, extra_plugins: tuple[Any, ...] = (), **kw: Any) -> Engine:
-    return Engine(settings(**kw), clock=VirtualClock(START), plugins=[Provide(*providers), *extra_plugins])
+    return Engine(settings(**kw), clock=VirtualClock(START), plugins=[ProvidersPlugin(*providers), *extra_plugins])
 
 
 async def collect(stream: Any) -> list[Outcome]:
@@ -400,7 +390,7 @@ def test_provider_context_reports_delivery_and_opt_out(run: Any) -> None:
 
     async def main() -> list[Outcome]:
         async with Engine(
-            settings(providers={"rec": {"options": {"region": "eu"}}}), clock=VirtualClock(START), plugins=[Provide(rec)]
+            settings(providers={"rec": {"options": {"region": "eu"}}}), clock=VirtualClock(START), plugins=[ProvidersPlugin(rec)]
         ) as engine:
             ctx = rec.started
             assert ctx is not None and ctx.settings == {"region": "eu"} and ctx.clock is engine.clock
@@ -499,7 +489,7 @@ def test_misuse_is_reported_clearly(run: Any) -> None:
     """run_until needs a virtual clock; the engine must be started; [providers.X] must exist."""
 
     async def main() -> None:
-        engine = Engine(settings(), plugins=[Provide(Recorder())])
+        engine = Engine(settings(), plugins=[ProvidersPlugin(Recorder())])
         with pytest.raises(RuntimeError, match="not started"):
             await engine.submit([sms(1)])
         async with engine:
@@ -508,7 +498,7 @@ def test_misuse_is_reported_clearly(run: Any) -> None:
             with pytest.raises(TypeError, match="iterable of sends"):
                 await engine.submit(sms(1))  # type: ignore[arg-type]
         with pytest.raises(ConfigError, match="providers.nope"):
-            async with Engine(settings(providers={"nope": {}}), plugins=[Provide(Recorder())]):
+            async with Engine(settings(providers={"nope": {}}), plugins=[ProvidersPlugin(Recorder())]):
                 pass
 
     run(main())
@@ -551,7 +541,7 @@ def test_real_clock_submit_drain_and_hang(run: Any) -> None:
 
     async def main() -> tuple[float, list[Outcome]]:
         s = settings(retry={"base_delay": "0.1s", "jitter": 0})
-        async with Engine(s, plugins=[Provide(rec)]) as engine:
+        async with Engine(s, plugins=[ProvidersPlugin(rec)]) as engine:
             stream = engine.outcomes()
             due = time.time() + 0.3
             await engine.submit([sms(1, due)])
@@ -571,7 +561,7 @@ def test_real_clock_shutdown_waits_for_in_flight_calls(run: Any) -> None:
     rec = Recorder(latency=0.2)
 
     async def main() -> Engine:
-        engine = Engine(settings(), plugins=[Provide(rec)])
+        engine = Engine(settings(), plugins=[ProvidersPlugin(rec)])
         async with engine:
             await engine.submit([sms(1), sms(2, time.time() + 60)])
             while not rec.calls:
@@ -616,7 +606,7 @@ def test_real_clock_lateness_of_20000_sends_due_at_once(run: Any) -> None:
     advance_took: list[float] = []
 
     async def main() -> float:
-        async with Engine(settings(), plugins=[Provide(provider)]) as engine:
+        async with Engine(settings(), plugins=[ProvidersPlugin(provider)]) as engine:
             core = engine.core
             advance = core.advance
 

@@ -18,7 +18,7 @@ from sendcore.send import (
 )
 from sendcore.testing.simulate import InstantProvider, drive
 
-from .helpers import FR_MOBILE, NEW_YORK, PARIS, SPEC, US_FL, US_NY, UTC, at, core, finals, send
+from .helpers import FR_MOBILE, NEW_YORK, PARIS, US_FL, US_NY, UTC, at, core, finals, send
 
 # A Wednesday in January, 10:00 in Paris: inside every default SMS window.
 T0 = at(PARIS, 2027, 1, 13, 12, 0)

@@ -1,8 +1,9 @@
-"""What sendcore users test with: a virtual clock and the provider contract kit."""
+"""What sendcore users test with: a virtual clock, the provider contract kit and a providers plugin."""
 
 from __future__ import annotations
 
 from .clock import VirtualClock
 from .contract import ContractError, ProviderContract, check_provider
+from .plugins import ProvidersPlugin
 
-__all__ = ["ContractError", "ProviderContract", "VirtualClock", "check_provider"]
+__all__ = ["ContractError", "ProviderContract", "ProvidersPlugin", "VirtualClock", "check_provider"]

@@ -71,6 +71,7 @@ from ..clock import RealClock
 from ..send import Accepted, Batch, Outcome, PermanentFailure, RateLimited, Send, Status, TemporaryFailure
 from ..settings import Settings
 from .clock import VirtualClock
+from .plugins import ProvidersPlugin
 
 __all__ = ["CHECKS", "ContractError", "ContractReport", "ProviderContract", "check_provider"]
 
@@ -319,18 +320,12 @@ class _Kit:
 
     async def check_engine_batches(self) -> None:
         from ..engine import Engine
-        from ..hookspecs import hookimpl
 
         provider = await _make(self.factory)
         seen: list[Batch] = []
         spy = _Spy(provider, seen)
         max_batch = int(getattr(provider, "max_batch", 100))
         channels = self.channels_of(provider)
-
-        class _Plugin:
-            @hookimpl
-            def sendcore_register_providers(self, register: Callable[[Any], None]) -> None:
-                register(spy)
 
         name = provider.name
         # One attempt per send: a temporary failure ends the send instead of
@@ -341,7 +336,7 @@ class _Kit:
         per_channel = min(2 * max_batch + 1, 1000)
         submitted: dict[str, Send] = {}
         outcomes: list[Outcome] = []
-        engine = Engine(settings, clock=self.new_clock(), plugins=[_Plugin()], load_entrypoints=False)
+        engine = Engine(settings, clock=self.new_clock(), plugins=[ProvidersPlugin(spy)], load_entrypoints=False)
         async with engine:
             stream = engine.outcomes()
             for channel in channels:
