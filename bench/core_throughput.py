@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import gc
 import time
-import tracemalloc
 
 from sendcore.core import Core
 from sendcore.provider import ProviderSpec
 from sendcore.testing.simulate import InstantProvider, drive
 
+from .measure import core_bytes
 from .workload import all_policies_settings, make_sends
 
 START = 1_795_000_000.0  # 2026-11-18T...Z, a Wednesday
@@ -56,21 +56,8 @@ def measure(n: int, chunk: int = 100_000) -> dict[str, float]:
 
 def bytes_per_pending(n: int) -> tuple[float, float]:
     """(bytes per pending send for the core's own structures, total incl. the Send objects)."""
-    settings = all_policies_settings()
-    spec = ProviderSpec(name="instant", channels=("sms", "email", "push"), max_batch=500)
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    sends = make_sends(n, START)
-    after_sends = tracemalloc.get_traced_memory()[0]
-    core = Core(settings, [spec])
-    core.submit(sends, START - 10)
-    del sends
-    gc.collect()
-    held = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    assert core.pending == n
-    return (held - after_sends) / n, (held - base) / n
+    got = core_bytes(n)
+    return got["core_bytes"], got["total_bytes"]
 
 
 def main() -> None:
