@@ -46,6 +46,7 @@ from .send import (
     Batch,
     CancelReport,
     Explanation,
+    InvalidResult,
     Origin,
     Outcome,
     PermanentFailure,
@@ -61,7 +62,7 @@ from .send import (
 from .settings import Settings
 from .wheel import PriorityWheel
 
-__all__ = ["Core", "PHONE_CHANNELS"]
+__all__ = ["Checked", "Core", "PHONE_CHANNELS"]
 
 #: Channels whose ``to`` is a phone number (validated, carrier looked up, SMS segments counted).
 PHONE_CHANNELS = frozenset({"sms", "mms", "whatsapp", "rcs", "voice"})
@@ -123,6 +124,25 @@ def _with_overrides(spec: ProviderSpec, overrides: Any) -> ProviderSpec:
 def _unit(key: str) -> float:
     """A deterministic number in [0, 1) from a string (jitter and ramps)."""
     return zlib.crc32(key.encode()) / 4294967296.0
+
+
+class Checked:
+    """What ``Core.check`` found: the valid sends (normalised, with their due instants) and the rejections.
+
+    ``skip`` lists the indexes in ``sends`` of sends whose ``local_send_at``
+    was already past with ``late_local = "skip"``. ``recheck`` makes
+    ``accept`` look for duplicates again (set for a check taken earlier or
+    read back from the journal).
+    """
+
+    __slots__ = ("sends", "rejected", "skip", "recheck")
+
+    def __init__(self, sends: list[tuple[Send, float, Optional[str]]], rejected: list[Rejection],
+                 skip: list[int], recheck: bool = False) -> None:
+        self.sends = sends
+        self.rejected = rejected
+        self.skip = skip
+        self.recheck = recheck
 
 
 class _ProviderState:
@@ -240,6 +260,11 @@ class Core:
     def providers(self) -> dict[str, ProviderSpec]:
         """The provider specs by name."""
         return {n: p.spec for n, p in self._providers.items()}
+
+    def batch(self, batch_id: int) -> Optional[Batch]:
+        """The in-flight batch ``batch_id``, or None if it is unknown or already recorded."""
+        fl = self._inflight.get(batch_id)
+        return fl.batch if fl is not None else None
 
     def outcome(self, send_id: str) -> Optional[Outcome]:
         """The final outcome of ``send_id`` within the retention window, else None."""
@@ -472,15 +497,23 @@ class Core:
         Duplicates of pending ids, or of ids finished within the retention
         window, are rejected (R1). Raises ``PendingLimitError`` and accepts
         nothing if the valid items would exceed ``max_pending`` (R24).
-        Runtime complexity: O(n).
+        The same as ``accept(check(sends, now), now)``. Runtime complexity: O(n).
         """
-        if now > self._now:
-            self._now = now
+        return self.accept(self.check(sends, now), now)
+
+    def check(self, sends: Iterable[Any], now: float) -> Checked:
+        """Validate and normalise a batch without changing any state: the first half of ``submit``.
+
+        The engine journals the valid sends of the result before it calls
+        ``accept``, so the core never acts on a submit that is not on disk.
+        Raises ``PendingLimitError`` like ``submit``.
+        """
         pending, finished = self._pending, self._finished
         rejected: list[Rejection] = []
         ok: list[tuple[Send, float, Optional[str]]] = []
         seen: set[str] = set()
         normalise = self._normalise
+        now = max(now, self._now)
         for i, item in enumerate(sends):
             try:
                 s, due, late = normalise(item, now)
@@ -499,6 +532,39 @@ class Core:
             ok.append((s, due, late))
         if len(pending) + len(ok) > self._max_pending:
             raise PendingLimitError(len(pending), len(ok), self._max_pending)
+        return Checked(ok, rejected, [i for i, (_, _, late) in enumerate(ok) if late == "skip"])
+
+    def accept(self, checked: Checked, now: float) -> SubmitReport:
+        """Take the sends ``check`` found valid: the second half of ``submit``.
+
+        Ids that became duplicates since ``check`` (another submit in between)
+        are rejected here, and ``PendingLimitError`` is raised if the batch no
+        longer fits; replaying the same calls gives the same answers.
+        """
+        if now > self._now:
+            self._now = now
+        now = self._now
+        pending, finished = self._pending, self._finished
+        rejected = list(checked.rejected)
+        ok = checked.sends
+        skip = set(checked.skip) if checked.skip else ()
+        if checked.recheck:
+            kept = []
+            for i, item in enumerate(ok):
+                sid = item[0].id
+                if sid in pending or sid in finished:
+                    what = "a pending send" if sid in pending else f"a send finished as {finished[sid].status.value}"
+                    rejected.append(Rejection(-1, sid, f"id: duplicate of {what}"))
+                elif i in skip:
+                    kept.append((item[0], item[1], "skip"))
+                else:
+                    kept.append((item[0], item[1], None))
+            ok = kept
+        elif skip:
+            ok = [(s, due, "skip" if i in skip else None) for i, (s, due, _) in enumerate(ok)]
+        if len(pending) + len(ok) > self._max_pending:
+            raise PendingLimitError(len(pending), len(ok), self._max_pending)
+        checked.recheck = True  # a second accept of the same check must see its own sends as duplicates
         self._submitted += len(ok)
         self._rejected += len(rejected)
         resolve = self._locale.resolve
@@ -972,7 +1038,8 @@ class Core:
             elif t is RateLimited:
                 self._pushed_back(fl.route, e, max(0.0, float(r.retry_after)), now)
             else:
-                retry(e, now, f"invalid result {type(r).__name__} from provider {provider!r}")
+                retry(e, now, r.detail if t is InvalidResult else
+                      f"invalid result {type(r).__name__} from provider {provider!r}")
         if fl.route.size:
             self._schedule(fl.route, self._next_ready(fl.route, now))
 
@@ -1080,3 +1147,104 @@ class Core:
             order.popleft()
             if o is not None:
                 del finished[sid]
+
+    # ------------------------------------------------------------------ recovery (the journal, R22)
+
+    def requeue_in_flight(self, now: float) -> int:
+        """Put every batch handed to a provider but never answered back at the head of its route.
+
+        Called once after recovery: those sends may or may not have reached
+        the provider before the crash, so they leave again with the same id
+        and attempt number (at-least-once; the id is the provider's
+        idempotency key). Returns how many sends were put back.
+        """
+        if now > self._now:
+            self._now = now
+        now = self._now
+        count = 0
+        for bid in sorted(self._inflight):
+            fl = self._inflight.pop(bid)
+            self._release_slot(fl, now)
+            back = [e for e in fl.entries if e.where == IN_FLIGHT]
+            for e in back:
+                e.attempt -= 1
+                e.where = QUEUED
+                s = e.send
+                self._event(Outcome(send_id=s.id, status=Status.RETRYING, reason=Reason.TEMPORARY_FAILURE, at=now,
+                                    attempt=e.attempt, channel=s.channel, recipient=s.recipient, until=now,
+                                    detail="in flight when the engine stopped; sent again with the same id"))
+            if back:
+                for e in reversed(back):
+                    fl.route.push_front(e.prio, [e])
+                self._schedule(fl.route, now)
+            count += len(back)
+        return count
+
+    #: Fields of the core that change as it runs; everything else derives from settings and providers.
+    _STATE_FIELDS = (
+        "_pending", "_wheel", "_dead_in_wheel", "_routes", "_ready", "_ready_seq", "_inflight", "_batch_seq",
+        "_reservations", "_finished", "_finished_order", "_by_recipient", "_by_origin", "_origin_live",
+        "_now", "_submitted", "_rejected", "_final", "_reasons", "_events",
+    )
+
+    def export_state(self) -> dict[str, Any]:
+        """Every piece of state the core changes as it runs, by reference (no copy).
+
+        The journal pickles it in a forked child for a snapshot; ``import_state``
+        takes it back, also into a core built with other settings.
+        """
+        state: dict[str, Any] = {f: getattr(self, f) for f in self._STATE_FIELDS}
+        state["providers"] = self._providers
+        h = self.history
+        state["history"] = (list(h.caps), h.last_marketing, h.last_any, h.cap_logs)
+        state["suppression"] = self.suppression.entries
+        state["error_segment"] = self.error_segment.errors
+        state["outcomes"] = self._outcomes
+        return state
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        """Take over ``state`` from ``export_state`` (of this or an older core with other settings).
+
+        Routes keep their queues and pacing state but take the limits the
+        current settings give them; frequency-cap logs carry over for the cap
+        rules that are unchanged; a provider that is gone while sends wait for
+        it is a ``ValueError`` naming it.
+        """
+        for f in self._STATE_FIELDS:
+            setattr(self, f, state[f])
+        self._outcomes = list(state.get("outcomes", ()))
+        old_providers: dict[str, _ProviderState] = state["providers"]
+        for name, old in old_providers.items():
+            new = self._providers.get(name)
+            if new is None:
+                if old.in_flight or any(r.size for r in self._routes.values() if r.key[0] == name):
+                    raise ValueError(f"providers: sends wait for provider {name!r}, which is not registered")
+                continue
+            new.in_flight = old.in_flight
+            new.waiting = old.waiting
+            if (new.gcra.interval, new.gcra.depth) == (old.gcra.interval, old.gcra.depth):
+                new.gcra = old.gcra
+        for e in self._pending.values():
+            if e.route is not None and e.route[0] not in self._providers:
+                raise ValueError(f"providers: send {e.send.id!r} waits for provider {e.route[0]!r}, "
+                                 "which is not registered")
+        for key, route in self._routes.items():
+            route.provider = self._providers.get(key[0], route.provider)
+            pstate = self._providers.get(key[0])
+            if pstate is None:
+                continue
+            spec = pstate.spec
+            fresh = Route(key, limits_for(self.settings.routes, key[0], key[2] or "*", key[3] or "*"),
+                          spec.rate, spec.burst, spec.daily_cap)
+            g, f = route.gcra, fresh.gcra
+            if (g.interval, g.depth) != (f.interval, f.depth):
+                g.interval, g.depth = f.interval, f.depth
+                route.burst_units = fresh.burst_units
+            route.daily_cap, route.daily_zone = fresh.daily_cap, fresh.daily_zone
+        caps, last_marketing, last_any, cap_logs = state["history"]
+        h = self.history
+        h.last_marketing, h.last_any = last_marketing, last_any
+        by_cap = {msgspec.msgpack.encode(c): log for c, log in zip(caps, cap_logs)}
+        h.cap_logs = [by_cap.get(msgspec.msgpack.encode(c), {}) for c in h.caps]
+        self.suppression.entries = state["suppression"]
+        self.error_segment.errors = state["error_segment"]

@@ -19,17 +19,26 @@ from __future__ import annotations
 import asyncio
 import math
 import weakref
+from functools import partial
 from collections import deque
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Awaitable, Coroutine, Iterable, TypeVar, Union
 
+import msgspec
+
 from .clock import RealClock, call_at
-from .core import Core
-from .errors import ConfigError, PendingLimitError
+from .core import Checked, Core
+from .errors import ConfigError, JournalError, PendingLimitError
 from .plugins import PluginHost
 from .provider import ProviderSpec, spec_of
-from .send import Batch, CancelReport, Explanation, Outcome, Send, Stats, SubmitReport
+from .send import (
+    Accepted, Batch, CancelReport, Explanation, InvalidResult, Outcome, PermanentFailure, RateLimited, Rejection,
+    Send, Stats, SubmitReport, TemporaryFailure,
+)
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .journal import Journal, JournalStats
 
 if TYPE_CHECKING:
     from .provider import Clock
@@ -179,6 +188,7 @@ class Engine:
         self._progress: Union[asyncio.Future[None], None] = None
         self._failure: Union[BaseException, None] = None
         self._loop: Union[asyncio.AbstractEventLoop, None] = None
+        self._journal: Union[Journal, None] = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -212,13 +222,22 @@ class Engine:
                 )
         self._providers = {p.name: p for p in providers}
         self._specs = {p.name: spec_of(p, configured.get(p.name)) for p in providers}
-        self._core = Core(
-            self._settings,
-            providers=list(self._specs.values()),
-            resolve_timezone=host.timezone_resolver(),
-            lookup_carrier=host.carrier_lookup(),
-            policies=host.policies(),
-        )
+        resolve_timezone, lookup_carrier, policies = host.timezone_resolver(), host.carrier_lookup(), host.policies()
+
+        def build(settings: Settings, specs: list[ProviderSpec]) -> Core:
+            return Core(settings, providers=specs, resolve_timezone=resolve_timezone,
+                        lookup_carrier=lookup_carrier, policies=policies)
+
+        if self._settings.journal.path:
+            from .journal import Journal
+
+            # Recovery reads files and replays frames: off the loop, with virtual time held still.
+            opening = self._loop.run_in_executor(None, Journal.open, self._settings, list(self._specs.values()), build)
+            self._hold(opening)
+            self._journal, self._core = await opening
+            self._journal.start(self._loop, self._core)
+        else:
+            self._core = build(self._settings, list(self._specs.values()))
         self._outcome_hook = host.outcome if host.wants_outcomes else None
         try:
             for p in providers:
@@ -229,10 +248,22 @@ class Engine:
                 self._started.append(p)
         except BaseException:
             await self._close_providers()
+            if self._journal is not None:
+                await self._journal.close()
             self._state = _CLOSED
             raise
         self._wake = asyncio.Event()
         self._state = _RUNNING
+        core = self._core
+        if self._journal is not None and core.in_flight:
+            # Batches handed to providers but never answered before the last stop leave again (R22).
+            from .journal.frames import Requeue, encode_frame
+
+            now = self._clock.now()
+            n = core.in_flight
+            await self._journaled(encode_frame(Requeue(now=now)), lambda: core.requeue_in_flight(now), False)
+            self._journal.recovery.requeued = n
+            self._flush()
         self._scheduler = self._loop.create_task(self._schedule(), name="sendcore-scheduler")
 
     async def close(self) -> None:
@@ -262,6 +293,8 @@ class Engine:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
         self._flush()
         await self._close_providers()
+        if self._journal is not None:
+            await self._journal.close()
         self._state = _CLOSED
         self._end_streams()
         self._notify()
@@ -373,7 +406,13 @@ class Engine:
         items = sends if isinstance(sends, list) else list(sends)
         while True:
             try:
-                report = core.submit(items, self._clock.now())
+                now = self._clock.now()
+                checked = core.check(items, now)
+                if self._journal is None:
+                    report = core.accept(checked, now)
+                else:
+                    payload = self._submit_frame(checked, items, now)
+                    report = await self._journaled(payload, lambda: core.accept(checked, now), True)
                 break
             except PendingLimitError as exc:
                 if not wait or exc.requested > exc.limit:
@@ -383,6 +422,51 @@ class Engine:
         self._flush()
         self._wake.set()  # type: ignore[union-attr]
         return report
+
+    def _submit_frame(self, checked: Checked, items: list[Any], now: float) -> bytes:
+        """The journal frame of a submit; sends that cannot be stored become rejections naming the field."""
+        from .journal.frames import Submit, encode_frame
+
+        checked.recheck = True  # other inputs may run while the frame is written
+        ok = checked.sends
+
+        def frame() -> bytes:
+            return encode_frame(Submit(now=now, sends=[s for s, _, _ in ok], dues=[d for _, d, _ in ok],
+                                       skip=checked.skip, rejected=len(checked.rejected)))
+
+        try:
+            return frame()
+        except (msgspec.EncodeError, TypeError, ValueError, OverflowError):
+            pass
+        kept, skip = [], []
+        for i, item in enumerate(ok):
+            field = _unstorable_field(item[0])
+            if field is None:
+                if i in checked.skip:
+                    skip.append(len(kept))
+                kept.append(item)
+                continue
+            sid = item[0].id
+            index = next((k for k, it in enumerate(items)
+                          if (it.get("id") if isinstance(it, dict) else getattr(it, "id", None)) == sid), -1)
+            checked.rejected.append(Rejection(index, sid, f"{field}: cannot be stored in the journal "
+                                              "(not encodable as MessagePack: lone surrogate or unsupported type)"))
+        checked.sends, checked.skip = kept, skip
+        ok = kept
+        return frame()
+
+    async def _journaled(self, payload: bytes, apply: Any, durable: bool) -> Any:
+        """Run ``apply`` in journal order (see ``sendcore.journal``); wait when the journal says so."""
+        result = self._journal.run(payload, apply, durable)  # type: ignore[union-attr]
+        if asyncio.isfuture(result):
+            self._hold(result)
+            result = await result
+        return result
+
+    def _hold(self, fut: Any) -> None:
+        hold = getattr(self._clock, "hold", None)
+        if hold is not None:
+            hold(fut)
 
     async def cancel(
         self,
@@ -396,7 +480,17 @@ class Engine:
         Sends already handed to a provider come back in ``too_late``.
         """
         core = self._require_running("cancel")
-        report = core.cancel(self._clock.now(), ids=ids, recipient=recipient, origin_id=origin_id)
+        now = self._clock.now()
+        if ids is not None:
+            ids = [ids] if isinstance(ids, str) else list(ids)
+        if self._journal is None:
+            report = core.cancel(now, ids=ids, recipient=recipient, origin_id=origin_id)
+        else:
+            from .journal.frames import Cancel, encode_frame
+
+            payload = encode_frame(Cancel(now=now, ids=ids, recipient=recipient, origin_id=origin_id))
+            report = await self._journaled(
+                payload, lambda: core.cancel(now, ids=ids, recipient=recipient, origin_id=origin_id), True)
         self._flush()
         self._wake.set()  # type: ignore[union-attr]
         return report
@@ -471,21 +565,59 @@ class Engine:
     def suppress(self, channel: str, address: str, scope: str = "marketing") -> None:
         """Suppress ``address`` on ``channel`` (R14): scope ``marketing`` or ``all``."""
         core = self._require_core()
-        core.suppress(channel, address, scope, self._clock.now())
+        if scope not in ("marketing", "all"):
+            raise ValueError(f"scope: expected 'marketing' or 'all', got {scope!r}")
+        now = self._clock.now()
+        if self._journal is None:
+            core.suppress(channel, address, scope, now)
+        else:
+            from .journal.frames import Suppress, encode_frame
+
+            self._journal.run(encode_frame(Suppress(now=now, channel=channel, address=address, scope=scope)),
+                              lambda: core.suppress(channel, address, scope, now), False)
         self._flush()
 
     def unsuppress(self, channel: str, address: str) -> None:
         """Lift the suppression of ``address`` on ``channel``."""
         core = self._require_core()
-        core.unsuppress(channel, address, self._clock.now())
+        now = self._clock.now()
+        if self._journal is None:
+            core.unsuppress(channel, address, now)
+        else:
+            from .journal.frames import Unsuppress, encode_frame
+
+            self._journal.run(encode_frame(Unsuppress(now=now, channel=channel, address=address)),
+                              lambda: core.unsuppress(channel, address, now), False)
         self._flush()
 
     def delivery_report(self, send_id: str, delivered: bool, detail: str = "") -> bool:
         """Add a ``delivered``/``undelivered`` event to a sent message (R21); False if unknown."""
         core = self._require_core()
-        known = core.delivery_report(send_id, delivered, self._clock.now(), detail)
+        now = self._clock.now()
+        if self._journal is None:
+            known = core.delivery_report(send_id, delivered, now, detail)
+        else:
+            from .journal.frames import Delivery, encode_frame
+
+            o = core.outcome(send_id)
+            if o is None or o.status.value != "sent":
+                return False
+            got = self._journal.run(encode_frame(Delivery(now=now, send_id=send_id, delivered=delivered,
+                                                          detail=detail)),
+                                    lambda: core.delivery_report(send_id, delivered, now, detail), False)
+            known = got if isinstance(got, bool) else True
         self._flush()
         return known
+
+    @property
+    def journal(self) -> Union[JournalStats, None]:
+        """What the journal wrote and cost (None when ``[journal] path = ""``)."""
+        return self._journal.stats() if self._journal is not None else None
+
+    async def snapshot(self) -> bool:
+        """Start a journal snapshot now (normally taken by size and time); False if none could start."""
+        self._require_running("snapshot")
+        return self._journal.snapshot() if self._journal is not None else False
 
     # ------------------------------------------------------------------ internals
 
@@ -542,12 +674,18 @@ class Engine:
         clock = self._clock
         wake = self._wake
         assert core is not None and wake is not None
+        journal = self._journal
+        if journal is not None:
+            from .journal.frames import Advance, encode_frame
         idle_passes = 0
         try:
             while self._state is _RUNNING:
                 wake.clear()
                 now = clock.now()
-                batches = core.advance(now)
+                if journal is None:
+                    batches = core.advance(now)
+                else:
+                    batches = await self._journaled(encode_frame(Advance(now=now)), partial(core.advance, now), False)
                 for batch in batches:
                     self._dispatch(batch)
                 self._flush()
@@ -631,19 +769,78 @@ class Engine:
             )
         core = self._core
         assert core is not None
-        if error is None:
-            core.record(batch, results, clock.now())
-        else:
-            core.record_error(batch, error, clock.now())
+        now = clock.now()
+        if self._journal is None:
+            if error is None:
+                core.record(batch, results, now)
+            else:
+                core.record_error(batch, error, now)
+        elif core.batch(batch.id) is not None:
+            from .journal import batch_check
+            from .journal.frames import Record, RecordError, encode_frame
+
+            if error is None:
+                results = _storable_results(results)
+                payload = encode_frame(Record(now=now, batch=batch.id, check=batch_check(batch), results=results))
+                await self._journaled(payload, partial(core.record, batch, results, now), False)
+            else:
+                payload = encode_frame(RecordError(now=now, batch=batch.id, check=batch_check(batch), error=error))
+                await self._journaled(payload, partial(core.record_error, batch, error, now), False)
         self._flush()
         self._wake.set()  # type: ignore[union-attr]
 
     def _record_error(self, batch: Batch, error: str) -> None:
         core = self._core
-        if core is None:
+        if core is None or core.batch(batch.id) is None:  # unknown or already recorded
             return
-        try:
-            core.record_error(batch, error, self._clock.now())
-        except ValueError:  # already recorded
-            return
+        now = self._clock.now()
+        if self._journal is None:
+            core.record_error(batch, error, now)
+        else:
+            from .journal import batch_check
+            from .journal.frames import RecordError, encode_frame
+
+            self._journal.run(encode_frame(RecordError(now=now, batch=batch.id, check=batch_check(batch), error=error)),
+                              partial(core.record_error, batch, error, now), False)
         self._flush()
+
+
+_RESULT_TYPES = (Accepted, TemporaryFailure, PermanentFailure, RateLimited, InvalidResult)
+_results_encoder = msgspec.msgpack.Encoder()
+_results_decoder = msgspec.msgpack.Decoder(list[Union[Accepted, TemporaryFailure, PermanentFailure, RateLimited,
+                                                      InvalidResult]])
+
+
+def _storable_results(results: Any) -> list[Any]:
+    """The provider's results with each invalid one replaced by an ``InvalidResult`` naming what is wrong.
+
+    Checked by a round trip through the journal's own encoding, so what the
+    core records is exactly what replay will read back.
+    """
+    results = list(results)
+    try:
+        _results_decoder.decode(_results_encoder.encode(results))
+        return results
+    except (msgspec.MsgspecError, TypeError, ValueError, OverflowError):
+        pass
+    out: list[Any] = []
+    for r in results:
+        if type(r) not in _RESULT_TYPES:
+            out.append(InvalidResult(f"invalid result {type(r).__name__} from the provider (not a sendcore Result)"))
+            continue
+        try:
+            _results_decoder.decode(_results_encoder.encode([r]))
+            out.append(r)
+        except (msgspec.MsgspecError, TypeError, ValueError, OverflowError) as exc:
+            out.append(InvalidResult(f"invalid {type(r).__name__} from the provider: {exc}"))
+    return out
+
+
+def _unstorable_field(send: Send) -> Union[str, None]:
+    """The first field of ``send`` the journal cannot encode, or None."""
+    for f in send.__struct_fields__:
+        try:
+            _results_encoder.encode(getattr(send, f))
+        except (msgspec.EncodeError, TypeError, ValueError, OverflowError):
+            return f
+    return None

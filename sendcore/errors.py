@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InputError", "PendingLimitError", "SendcoreError"]
+__all__ = ["ConfigError", "InputError", "JournalError", "PendingLimitError", "SendcoreError"]
 
 
 class SendcoreError(Exception):
@@ -33,3 +33,7 @@ class PendingLimitError(SendcoreError):
         self.pending = pending
         self.requested = requested
         self.limit = limit
+
+
+class JournalError(SendcoreError):
+    """The journal cannot be opened, read or written; the message names the file and what to do."""

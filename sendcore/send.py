@@ -154,6 +154,16 @@ class RateLimited(msgspec.Struct, frozen=True, gc=False, tag="rate_limited"):
 Result = Union[Accepted, TemporaryFailure, PermanentFailure, RateLimited]
 
 
+class InvalidResult(msgspec.Struct, frozen=True, gc=False, tag="invalid"):
+    """Stands for an answer that is not a valid ``Result`` (a provider bug); retried as a temporary failure.
+
+    The engine puts it in place of the bad item so the rest of the batch is
+    recorded and the journal can hold what the core saw.
+    """
+
+    detail: str = ""
+
+
 class Outcome(msgspec.Struct, kw_only=True, frozen=True, gc=False, omit_defaults=True):
     """A decision or event about one send, as reported to the platform (R21)."""
 

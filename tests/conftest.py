@@ -44,3 +44,9 @@ def _no_installed_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SENDCORE_LOAD_ENTRYPOINTS", "0")
     monkeypatch.delenv("SENDCORE_PLUGINS", raising=False)
     monkeypatch.delenv("SENDCORE_BLOCK_PLUGINS", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _journal_in_tmp(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own directory, so an engine with the default journal path writes there."""
+    monkeypatch.chdir(tmp_path)

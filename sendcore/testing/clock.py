@@ -113,6 +113,7 @@ class VirtualClock:
         self._tombstones = 0
         self._soon = 0  # timers handed to loop.call_soon (due when set) that have not run yet
         self._driving = False
+        self._held = 0  # real work (a journal fsync) that time must wait for
 
     # The Clock protocol
 
@@ -183,6 +184,21 @@ class VirtualClock:
         """How many timers wait (cancelled ones excluded)."""
         return len(self._timers) - self._tombstones
 
+    def hold(self, fut: asyncio.Future[Any]) -> None:
+        """Keep virtual time still until ``fut`` is done.
+
+        For real work a task waits on, such as the journal's fsync on another
+        thread: without it the waiting task looks blocked and time would jump
+        ahead while the disk is busy.
+        """
+        if fut.done():
+            return
+        self._held += 1
+        fut.add_done_callback(self._unhold)
+
+    def _unhold(self, fut: asyncio.Future[Any]) -> None:
+        self._held -= 1
+
     # Driving
 
     async def settle(self) -> None:
@@ -195,6 +211,10 @@ class VirtualClock:
         me = asyncio.current_task()
         quiet = 0
         while quiet < 2:
+            if self._held:
+                quiet = 0
+                await asyncio.sleep(0.0002)  # real time: let the other thread finish its work
+                continue
             await asyncio.sleep(0)
             if self._soon == 0 and _all_blocked(me):
                 quiet += 1
