@@ -36,7 +36,7 @@ from ..errors import JournalError
 from .frames import SegmentHeader, SnapshotHeader
 
 __all__ = [
-    "FORMAT", "FRAME_HEAD", "Scan", "fsync_dir", "lock", "pack_frame", "read_snapshot", "scan_segment",
+    "FORMAT", "FRAME_HEAD", "Scan", "TornHeader", "fsync_dir", "lock", "pack_frame", "read_snapshot", "scan_segment",
     "segment_files", "segment_name", "snapshot_files", "snapshot_name", "write_prefix",
 ]
 
@@ -100,6 +100,8 @@ def write_prefix(magic: bytes, header: Union[SegmentHeader, SnapshotHeader]) -> 
 
 def _read_prefix(path: Path, data: Union[bytes, memoryview], magic: bytes, what: str) -> tuple[bytes, int]:
     """The header bytes and the offset after the prefix; raise JournalError if it is not a valid one."""
+    if len(data) < len(magic) + 8 and bytes(data[: len(magic)]) == magic[: len(data)]:
+        raise TornHeader(f"{path}: the {what} header is cut short at offset {len(data)}")
     if len(data) < len(magic) + 8 or bytes(data[: len(magic)]) != magic:
         raise JournalError(f"{path}: not a sendcore {what} (bad magic at offset 0); move it out of the journal directory")
     version, size = _PREFIX.unpack_from(data, len(magic))
@@ -111,12 +113,16 @@ def _read_prefix(path: Path, data: Union[bytes, memoryview], magic: bytes, what:
     start = len(magic) + 8
     end = start + size
     if len(data) < end + 4:
-        raise JournalError(f"{path}: the {what} header is cut short at offset {len(data)}; "
+        raise TornHeader(f"{path}: the {what} header is cut short at offset {len(data)}; "
                            f"the file was never completely written: remove it if it is the newest {what}")
     body = bytes(data[start:end])
     if _CRC.unpack_from(data, end)[0] != zlib.crc32(body):
         raise JournalError(f"{path}: the {what} header is damaged (checksum mismatch at offset {start})")
     return body, end + 4
+
+
+class TornHeader(JournalError):
+    """A file whose header was cut short: a crash while it was being created."""
 
 
 @dataclass

@@ -150,8 +150,8 @@ def _load_settings(data: bytes, where: Path) -> Settings:
         raise JournalError(f"{where}: the settings recorded in it no longer load ({exc})") from None
 
 
-def recover(directory: Path, build: BuildCore, settings: Settings, providers: list[ProviderSpec],
-            progress: Optional[Callable[[int, int], None]] = None) -> tuple[Any, Recovery]:
+def recover(directory: Path, build: BuildCore, settings: Optional[Settings], providers: list[ProviderSpec],
+            progress: Optional[Callable[[int, int], None]] = None, *, readonly: bool = False) -> tuple[Any, Recovery]:
     """Rebuild the core from ``directory``: newest snapshot, then every frame after it.
 
     ``build(settings, providers)`` makes a core; replay uses the settings and
@@ -159,10 +159,13 @@ def recover(directory: Path, build: BuildCore, settings: Settings, providers: li
     with ``settings``/``providers`` if they differ. A torn final frame is
     truncated (with a warning); other damage raises ``JournalError``.
     ``progress(done_bytes, total_bytes)`` is called as segments are read.
+    ``readonly`` changes no file (for ``sendcore journal check``): a torn
+    tail is reported, not truncated; with ``settings=None`` the core keeps
+    the settings recorded in the journal.
     """
     t0 = time.perf_counter()
     info = Recovery()
-    for p in directory.iterdir():
+    for p in [] if readonly else directory.iterdir():
         if ".tmp" in p.name:
             p.unlink(missing_ok=True)  # an unfinished snapshot of an engine that died
     snaps = snapshot_files(directory)
@@ -186,9 +189,9 @@ def recover(directory: Path, build: BuildCore, settings: Settings, providers: li
         info.snapshot = path.name
         info.snapshot_pending = header.pending
         info.load_seconds = time.perf_counter() - t0
-        for n, old in snaps[:-1]:
+        for n, old in [] if readonly else snaps[:-1]:
             old.unlink(missing_ok=True)
-        for n, old in segs:
+        for n, old in [] if readonly else segs:
             if n < base:
                 old.unlink(missing_ok=True)  # covered by the snapshot: a compaction cut short
         segs = [(n, p) for n, p in segs if n >= base]
@@ -203,7 +206,18 @@ def recover(directory: Path, build: BuildCore, settings: Settings, providers: li
                 "what is before the gap"
             )
         expect = n + 1
-        scan = scan_segment(path, seq if (core is not None or i > 0) else None)
+        try:
+            scan = scan_segment(path, seq if (core is not None or i > 0) else None)
+        except files.TornHeader as exc:
+            if i != len(segs) - 1:
+                raise
+            # The newest segment was being created at the crash: it holds no frame yet.
+            info.torn.append(f"{exc}: removed")
+            if not readonly:
+                log.warning("%s: removed (created at the crash, no frame in it)", exc)
+                path.unlink(missing_ok=True)
+            expect = n
+            break
         if core is None and scan.header.first_seq != 1:
             raise JournalError(
                 f"{path}: the journal starts at frame {scan.header.first_seq} and there is no snapshot "
@@ -213,13 +227,14 @@ def recover(directory: Path, build: BuildCore, settings: Settings, providers: li
             if i != len(segs) - 1:
                 raise JournalError(f"{path}: {scan.torn} at offset {scan.end}, but later segments follow; "
                                    f"the journal is damaged: restore {path.name} from a backup")
-            log.warning("%s: %s at offset %d: truncated (a crash during a write; the frame was never "
-                        "acknowledged)", path, scan.torn, scan.end)
             info.torn.append(f"{path}: {scan.torn} at offset {scan.end}")
-            with open(path, "r+b") as f:
-                f.truncate(scan.end)
-                f.flush()
-                os.fsync(f.fileno())
+            if not readonly:
+                log.warning("%s: %s at offset %d: truncated (a crash during a write; the frame was never "
+                            "acknowledged)", path, scan.torn, scan.end)
+                with open(path, "r+b") as f:
+                    f.truncate(scan.end)
+                    f.flush()
+                    os.fsync(f.fileno())
         h = scan.header
         if core is None or (h.settings, list(h.providers)) != recorded:
             fresh = build(_load_settings(h.settings, path), list(h.providers))
@@ -247,10 +262,12 @@ def recover(directory: Path, build: BuildCore, settings: Settings, providers: li
         done_bytes += scan.size
         if progress is not None:
             progress(done_bytes, total)
-    now_settings = (_settings_bytes(settings), list(providers))
-    if core is None:
+    if settings is None:
+        if core is None:
+            raise JournalError(f"{directory}: the journal is empty (no snapshot, no segment)")
+    elif core is None:
         core = build(settings, providers)
-    elif recorded != now_settings:
+    elif recorded != (_settings_bytes(settings), list(providers)):
         info.settings_changed = True
         fresh = build(settings, providers)
         fresh.import_state(core.export_state())
