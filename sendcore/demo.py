@@ -24,8 +24,13 @@ re-implemented here independently of the engine's policies).
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import os
 import random
+import shutil
+import signal
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -228,6 +233,8 @@ class DemoConfig(msgspec.Struct, kw_only=True, frozen=True):
     #: OTP requests per day; 0 means one per 100 recipients (at least 200).
     otp_per_day: int = 0
     progress: bool = True
+    #: Journal directory: None for a temporary one (removed afterwards), "" for no journal.
+    journal: Union[str, None] = None
 
 
 def demo_settings(config: DemoConfig) -> Settings:
@@ -235,7 +242,7 @@ def demo_settings(config: DemoConfig) -> Settings:
     return Settings.from_dict({
         "default_timezone": "UTC",
         "jurisdictions": ["FR", "US"],
-        "journal": {"path": ""},
+        "journal": {"path": config.journal or ""},
         "channels": {
             # Quiet hours end at 09:00, so the campaign "at 10:00 local" leaves at 10:00.
             "sms": {"smart_sending_window": "24h", "quiet_hours": {"start": "21:00", "end": "09:00"}},
@@ -357,6 +364,8 @@ class DemoResult(msgspec.Struct, kw_only=True, frozen=True):
     wall_seconds: float
     sends_per_second: float
     engine_stats: dict[str, Any]
+    #: What the journal wrote and cost (``JournalStats`` as a dict), None without a journal.
+    journal: Union[dict[str, Any], None] = None
 
     @property
     def all_final_once(self) -> bool:
@@ -622,14 +631,73 @@ def run_demo(config: DemoConfig = DemoConfig()) -> DemoResult:
     return Engine.run(run_demo_async(config))
 
 
+class DemoInterrupted(Exception):
+    """The demo was stopped by SIGTERM or SIGINT; the engine closed and the journal is flushed."""
+
+    def __init__(self, signum: int, journal: Union[str, None]) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+        self.journal = journal
+
+
 async def run_demo_async(config: DemoConfig) -> DemoResult:
-    """Run the demo workload inside the running event loop; see the module doc."""
+    """Run the demo workload inside the running event loop; see the module doc.
+
+    With ``config.journal`` None the engine journals to a temporary directory,
+    removed at the end; the report says what the journal cost.
+    """
+    t_begin = time.perf_counter()
+    temporary = None
+    if config.journal is None:
+        temporary = tempfile.mkdtemp(prefix="sendcore-demo-")
+        config = msgspec.structs.replace(config, journal=os.path.join(temporary, "journal"))
+    elif config.journal and os.path.isdir(config.journal) and os.listdir(config.journal):
+        raise ValueError(f"--journal {config.journal}: the directory is not empty; the demo starts from an "
+                         "empty journal (give a new directory)")
+    try:
+        return await _run_demo(config, t_begin)
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+async def _run_demo(config: DemoConfig, t_begin: float) -> DemoResult:
     from sendcore_sandbox import SandboxProvider
 
     from .engine import Engine
     from .testing import VirtualClock
 
-    t_begin = time.perf_counter()
+    # SIGTERM / SIGINT: cancel the run; leaving `async with Engine` closes it, which flushes the journal.
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    stopped: list[int] = []
+
+    def stop(signum: int) -> None:
+        stopped.append(signum)
+        if me is not None:
+            me.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop, sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            pass
+    try:
+        return await _run_demo_body(config, t_begin, Engine, SandboxProvider, VirtualClock)
+    except asyncio.CancelledError:
+        if stopped:
+            raise DemoInterrupted(stopped[0], config.journal or None) from None
+        raise
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+
+async def _run_demo_body(config: DemoConfig, t_begin: float, Engine: Any, SandboxProvider: Any,
+                         VirtualClock: Any) -> DemoResult:
     settings = demo_settings(config)
     pop = build_population(config.recipients, config.seed, config.signup_share, config.start, config.days,
                            config.sms_consent)
@@ -707,9 +775,11 @@ async def run_demo_async(config: DemoConfig) -> DemoResult:
             stats = engine.stats()
             virtual_end = clock.now()
     wall = time.perf_counter() - t_run
-    return _report(config, settings, pop, platform, provider, stats, submitted, accepted, rejections,
-                   accepted_ids, conversions, cancelled_on_conversion, otp_due, start, virtual_end,
-                   generate_seconds, wall)
+    journal = msgspec.to_builtins(engine.journal) if engine.journal is not None else None
+    result = _report(config, settings, pop, platform, provider, stats, submitted, accepted, rejections,
+                     accepted_ids, conversions, cancelled_on_conversion, otp_due, start, virtual_end,
+                     generate_seconds, wall)
+    return msgspec.structs.replace(result, journal=journal)
 
 
 def _cached(fn: Callable[[str], str]) -> Callable[[str], str]:
@@ -889,6 +959,18 @@ def print_report(result: DemoResult, console: Any = None) -> None:
                   f"retry); request to provider answer on the first attempt: p99 {result.otp_p99_wait:.2f} s, "
                   f"max {result.otp_max_wait:.2f} s (virtual)")
     console.print(f"delivery reports {result.delivery_reports:,}, STOP replies {result.opt_outs:,}")
+    j = result.journal
+    if j is None:
+        console.print("journal: off (everything in memory: a crash would lose every pending send)")
+    else:
+        table = Table(title=f"Journal ({j['path']}, fsync = {j['fsync']})")
+        for col in ("frames", "bytes written", "bytes per accepted send", "fsyncs", "fsync time",
+                    "snapshots", "longest snapshot pause"):
+            table.add_column(col, justify="right")
+        table.add_row(f"{j['frames']:,}", f"{j['bytes'] / 1e6:,.1f} MB",
+                      f"{j['bytes'] / max(1, result.accepted):,.0f} B", f"{j['fsyncs']:,}",
+                      f"{j['fsync_seconds']:.2f} s", f"{j['snapshots']}", f"{j['snapshot_pause_max'] * 1000:.1f} ms")
+        console.print(table)
     console.print(f"wall time {result.wall_seconds:.1f} s (+{result.generate_seconds:.1f} s to build the workload), "
                   f"{result.sent:,} sent, {result.sends_per_second:,.0f} sends/s")
 
