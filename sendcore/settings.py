@@ -241,7 +241,11 @@ class JournalSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     concurrent submits sharing one fsync; ``"always"`` fsyncs each call on its
     own; ``"interval"`` acknowledges once written to the operating system and
     fsyncs every ``fsync_interval`` (an OS crash or power loss can lose that
-    much; a process crash loses nothing acknowledged).
+    much; a process crash loses nothing acknowledged). In every mode, frames
+    nobody waits on (time steps, provider answers) are fsynced within
+    ``fsync_interval``. A snapshot is taken after ``snapshot_bytes`` of journal
+    or ``snapshot_interval``, whichever comes first; segments rotate at
+    ``segment_bytes``.
     """
 
     path: str = ".sendcore"

@@ -5,7 +5,8 @@ at once, writes it with one ``write`` and, in ``batch`` mode, one
 ``fdatasync`` when the group holds a frame someone waits on (group commit:
 concurrent submits share the fsync). ``always`` fsyncs each such frame on its
 own; ``interval`` counts a frame done once written and fsyncs every
-``interval`` seconds. Progress goes back to the loop through ``notify``
+``interval`` seconds. In every mode, frames nobody waits on (advance,
+record) are fsynced at most ``interval`` after they were written. Progress goes back to the loop through ``notify``
 (called from this thread; the journal wraps ``call_soon_threadsafe``).
 
 A failed write (disk full, I/O error, file too large) truncates the segment
@@ -66,7 +67,7 @@ class Writer(threading.Thread):
         while True:
             with self._cond:
                 while not self._items:
-                    if self.mode == "interval" and self._dirty:
+                    if self._dirty:  # frames nobody waits on reach the disk within ``interval`` too
                         left = self.interval - (time.monotonic() - self._last_sync)
                         if left <= 0:
                             break
