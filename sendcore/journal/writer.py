@@ -56,25 +56,41 @@ class Writer(threading.Thread):
         self.fsync_seconds = 0.0
         self._dirty = False
         self._last_sync = time.monotonic()
+        self._first = 0.0
+        self._urgent = False
 
     def put(self, item: Item) -> None:
-        """Queue ``item`` (called on the loop thread)."""
+        """Queue ``item`` (called on the loop thread).
+
+        Only an item someone waits on (a durable frame, a rotation, a sync,
+        the stop) wakes the thread; other frames wait for it or for
+        ``interval``, so the thread wakes once per group, not once per frame.
+        """
         with self._cond:
+            if not self._items:
+                self._first = time.monotonic()
             self._items.append(item)
-            self._cond.notify()
+            if item[3] or item[0] != FRAME:
+                self._urgent = True
+                self._cond.notify()
 
     def run(self) -> None:
+        cond = self._cond
         while True:
-            with self._cond:
-                while not self._items:
-                    if self._dirty:  # frames nobody waits on reach the disk within ``interval`` too
+            with cond:
+                while not self._urgent:
+                    if self._items:
+                        left = self.interval - (time.monotonic() - self._first)
+                    elif self._dirty:
                         left = self.interval - (time.monotonic() - self._last_sync)
-                        if left <= 0:
-                            break
-                        self._cond.wait(left)
                     else:
-                        self._cond.wait()
+                        cond.wait()
+                        continue
+                    if left <= 0:
+                        break
+                    cond.wait(left)
                 items, self._items = self._items, []
+                self._urgent = False
             if not items:
                 self._sync_quietly()
                 continue
@@ -127,6 +143,11 @@ class Writer(threading.Thread):
                 keep_going = False
                 break
         self._flush(buf, tickets, want_sync)
+        if keep_going and self._dirty and self.error is None and time.monotonic() - self._last_sync >= self.interval:
+            try:  # a steady stream of frames nobody waits on still reaches the disk every interval
+                self._sync()
+            except OSError as exc:
+                self._fail(exc, None)
         self._notify()
         return keep_going
 
