@@ -502,6 +502,9 @@ class Journal:
                      "until it can: the engine goes on sending what it holds and accepts again once the disk "
                      "has room and a snapshot is written")
         log.error("%s", self._why)
+        if self._timer is not None:  # retry a snapshot every second from now on
+            self._timer.cancel()
+            self._schedule_timer()
 
     # -------------------------------------------------------------- snapshots
 
