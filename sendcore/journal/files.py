@@ -28,7 +28,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Optional, Union
 
 import msgspec
 
@@ -66,24 +66,23 @@ def snapshot_name(next_segment: int) -> str:
     return f"snapshot-{next_segment:08d}.snap"
 
 
-def segment_files(directory: Path) -> list[tuple[int, Path]]:
-    """The segments in ``directory`` by number."""
+def _numbered(directory: Path, pattern: re.Pattern[str]) -> list[tuple[int, Path]]:
     out = []
     for p in directory.iterdir():
-        m = _SEGMENT.match(p.name)
+        m = pattern.match(p.name)
         if m:
             out.append((int(m.group(1)), p))
     return sorted(out)
+
+
+def segment_files(directory: Path) -> list[tuple[int, Path]]:
+    """The segments in ``directory`` by number."""
+    return _numbered(directory, _SEGMENT)
 
 
 def snapshot_files(directory: Path) -> list[tuple[int, Path]]:
     """The snapshots in ``directory`` by the segment number they lead to."""
-    out = []
-    for p in directory.iterdir():
-        m = _SNAPSHOT.match(p.name)
-        if m:
-            out.append((int(m.group(1)), p))
-    return sorted(out)
+    return _numbered(directory, _SNAPSHOT)
 
 
 def pack_frame(seq: int, payload: bytes) -> bytes:
@@ -265,8 +264,3 @@ def lock(directory: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
-
-
-def iter_frames(scan: Scan) -> Iterator[tuple[int, int, memoryview]]:
-    """The frames of ``scan`` (offset, seq, payload)."""
-    return iter(scan.frames)
