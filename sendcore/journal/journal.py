@@ -143,6 +143,18 @@ def apply_frame(core: Any, frame: Frame) -> None:
         core.requeue_in_flight(frame.now)
 
 
+def _same_rules(a: tuple[bytes, list[ProviderSpec]], b: tuple[bytes, list[ProviderSpec]]) -> bool:
+    """Whether two (settings, providers) pairs make the same core: the ``[journal]`` section does not count."""
+    if a == b:
+        return True
+    if a[1] != b[1]:
+        return False
+    da, db = msgspec.json.decode(a[0]), msgspec.json.decode(b[0])
+    da.pop("journal", None)
+    db.pop("journal", None)
+    return da == db
+
+
 def _load_settings(data: bytes, where: Path) -> Settings:
     try:
         return Settings.from_dict(msgspec.json.decode(data))
@@ -236,7 +248,7 @@ def recover(directory: Path, build: BuildCore, settings: Optional[Settings], pro
                     f.flush()
                     os.fsync(f.fileno())
         h = scan.header
-        if core is None or (h.settings, list(h.providers)) != recorded:
+        if core is None or not _same_rules((h.settings, list(h.providers)), recorded):
             fresh = build(_load_settings(h.settings, path), list(h.providers))
             if core is not None:
                 fresh.import_state(core.export_state())
@@ -267,7 +279,7 @@ def recover(directory: Path, build: BuildCore, settings: Optional[Settings], pro
             raise JournalError(f"{directory}: the journal is empty (no snapshot, no segment)")
     elif core is None:
         core = build(settings, providers)
-    elif recorded != (_settings_bytes(settings), list(providers)):
+    elif not _same_rules(recorded, (_settings_bytes(settings), list(providers))):
         info.settings_changed = True
         fresh = build(settings, providers)
         fresh.import_state(core.export_state())
@@ -398,6 +410,10 @@ class Journal:
                               self._notify_threadsafe)
         self._writer.start()
         self._schedule_timer()
+        r = self.recovery
+        if r.segments > 1 or r.frames > 10_000 or r.settings_changed:
+            # Compact what this start had to replay, so the next one does not replay it again.
+            loop.call_soon(self.snapshot)
 
     # -------------------------------------------------------------- inputs
 
@@ -542,11 +558,12 @@ class Journal:
         tmp = self.directory / f"{snapshot_name(next_segment)}.tmp-{os.getpid()}"
         state = self._core.export_state()
         t = time.perf_counter()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: write the state as it was at the fork, then leave at once
             code = 1
             try:
-                code = _write_snapshot_child(tmp, header_fields, state, self._lock_fd)
+                code = _write_snapshot_child(tmp, header_fields, state, self._lock_fd, parent)
             finally:
                 os._exit(code)
         pause = time.perf_counter() - t
@@ -702,7 +719,8 @@ class Journal:
         os.close(self._lock_fd)
 
 
-def _write_snapshot_child(tmp: Path, header_fields: dict[str, Any], state: dict[str, Any], lock_fd: int) -> int:
+def _write_snapshot_child(tmp: Path, header_fields: dict[str, Any], state: dict[str, Any], lock_fd: int,
+                          parent: int) -> int:
     """In the forked child: pickle ``state``, write and fsync the snapshot to ``tmp``; return the exit code."""
     try:
         os.close(lock_fd)  # the parent keeps the lock; this process must not outlive it holding it
@@ -715,6 +733,8 @@ def _write_snapshot_child(tmp: Path, header_fields: dict[str, Any], state: dict[
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except Exception:
             pass
+        if os.getppid() != parent:  # the parent died before the line above: its snapshot is moot
+            return 1
         payload = pickle.dumps(state, protocol=5)
         header = SnapshotHeader(payload_bytes=len(payload), payload_crc=zlib.crc32(payload), **header_fields)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

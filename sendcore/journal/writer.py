@@ -62,17 +62,21 @@ class Writer(threading.Thread):
     def put(self, item: Item) -> None:
         """Queue ``item`` (called on the loop thread).
 
-        Only an item someone waits on (a durable frame, a rotation, a sync,
-        the stop) wakes the thread; other frames wait for it or for
-        ``interval``, so the thread wakes once per group, not once per frame.
+        An item someone waits on (a durable frame, a rotation, a sync, the
+        stop) is written at once; other frames wait for one, or at most
+        ``interval`` after the first of them, so the thread wakes twice per
+        group, not once per frame.
         """
         with self._cond:
-            if not self._items:
+            first = not self._items
+            if first:
                 self._first = time.monotonic()
             self._items.append(item)
             if item[3] or item[0] != FRAME:
                 self._urgent = True
                 self._cond.notify()
+            elif first:
+                self._cond.notify()  # the thread starts its interval timer for this group
 
     def run(self) -> None:
         cond = self._cond
