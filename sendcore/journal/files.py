@@ -10,7 +10,9 @@ frame cut short by a crash. Reading a segment classifies where it stops:
 
 - at the end of the file: clean;
 - a frame cut short, or the last frame of the file with a bad payload, or a
-  zero-filled tail: *torn*, the crash came mid-write; recovery truncates it;
+  zero-filled tail (also after a frame written only in part, when the file
+  was extended but not all its pages reached the disk): *torn*, the crash
+  came mid-write; recovery truncates it;
 - anything else (a bad checksum with data after it, a sequence gap):
   *corrupt*, and start-up stops with a ``JournalError`` naming file and offset.
 
@@ -139,13 +141,17 @@ class Scan:
     end: int = 0
     size: int = 0
     torn: Optional[str] = None
+    #: With ``strict=False``: the damage found at ``end`` (the message ``strict`` would raise).
+    damage: Optional[str] = None
 
 
-def scan_segment(path: Path, expect_seq: Optional[int] = None) -> Scan:
+def scan_segment(path: Path, expect_seq: Optional[int] = None, *, strict: bool = True) -> Scan:
     """Read every frame of segment ``path``, checking checksums and the sequence.
 
     Raises ``JournalError`` for damage that a crash cannot explain (see the
-    module docstring). Runtime complexity: O(file size).
+    module docstring); with ``strict=False`` stops there instead and reports
+    it in ``Scan.damage`` (for ``sendcore journal repair``). Runtime
+    complexity: O(file size).
     """
     try:
         data = memoryview(path.read_bytes())
@@ -174,33 +180,46 @@ def scan_segment(path: Path, expect_seq: Optional[int] = None) -> Scan:
         length, got_seq, pcrc = struct.unpack_from("<IQI", data, pos)
         hcrc = _CRC.unpack_from(data, pos + 16)[0]
         if hcrc != crc32(data[pos: pos + 16]):
-            if not any(data[pos:]):
-                scan.torn = "a zero-filled tail"
+            if not any(data[pos + FRAME_HEAD:]):
+                # A frame header written in part (or not at all) and zeros after it: a write cut by the crash.
+                scan.torn = "a zero-filled tail" if not any(data[pos:]) else "a frame header cut short by zeros"
                 break
-            raise JournalError(
+            damage = (
                 f"{path}: corrupt frame header at offset {pos} (checksum mismatch) with data after it; "
                 f"the journal is damaged: run `sendcore journal check {path.parent}` and restore from a backup, or "
                 f"`sendcore journal repair {path.parent}` to keep only the frames before offset {pos}"
             )
+            if strict:
+                raise JournalError(damage)
+            scan.damage = damage
+            break
         end = pos + FRAME_HEAD + length
         if end > size:
             scan.torn = f"frame {got_seq} cut short ({size - pos - FRAME_HEAD} of {length} payload bytes)"
             break
         payload = data[pos + FRAME_HEAD: end]
         if crc32(payload) != pcrc:
-            if end == size:
+            if end == size or not any(data[end:]):
                 scan.torn = f"frame {got_seq} with a damaged payload at the end of the file"
                 break
-            raise JournalError(
+            damage = (
                 f"{path}: corrupt frame {got_seq} at offset {pos} (payload checksum mismatch) with data after it; "
                 f"the journal is damaged: run `sendcore journal check {path.parent}` and restore from a backup, or "
                 f"`sendcore journal repair {path.parent}` to keep only the frames before offset {pos}"
             )
+            if strict:
+                raise JournalError(damage)
+            scan.damage = damage
+            break
         if got_seq != seq:
-            raise JournalError(
+            damage = (
                 f"{path}: frame at offset {pos} has sequence number {got_seq}, expected {seq}: frames are missing "
                 f"or out of order; run `sendcore journal repair {path.parent}` to keep only the frames before it"
             )
+            if strict:
+                raise JournalError(damage)
+            scan.damage = damage
+            break
         frames.append((pos, seq, payload))
         seq += 1
         pos = end
