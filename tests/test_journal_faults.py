@@ -732,7 +732,9 @@ def test_partly_written_frame_followed_by_zeros_is_torn(run: Any, tmp_path: Path
     base = tmp_path / "j"
     ids = run(build_journal(base))
     seg = last_segment(base)
-    offset = scan_segment(seg).frames[-1][0]
+    from sendcore.journal.frames import Submit, decode_frame
+
+    offset = [o for o, _, payload in scan_segment(seg).frames if type(decode_frame(payload)) is Submit][-1]
     data = bytearray(seg.read_bytes())
     data[offset + into:] = bytes(len(data) - offset - into + 64)
     seg.write_bytes(bytes(data))
