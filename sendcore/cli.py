@@ -93,6 +93,151 @@ def check_config(file: str) -> None:
     _console().print(_summary(settings))
 
 
+@main.group()
+def journal() -> None:
+    """Inspect and mend a journal directory ([journal] path) without starting an engine."""
+
+
+def _bytes_progress(label: str) -> Any:
+    """A rich progress bar over bytes read, on stderr when it is a terminal; else no-op callbacks."""
+    import contextlib
+
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    @contextlib.contextmanager
+    def bar() -> Any:
+        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                      TimeRemainingColumn(), console=Console(stderr=True), transient=True) as p:
+            task = p.add_task(label, total=None)
+            yield lambda done, total: p.update(task, completed=done, total=total)
+
+    return bar()
+
+
+def _journal_error(exc: Exception) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)
+
+
+def _state_table(title: str, state: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in ("pending", "scheduled", "queued", "in flight", "submitted", *sorted(state["final"])):
+        t.add_column(col, justify="right")
+    t.add_row(*(f"{state[k]:,}" for k in ("pending", "scheduled", "queued", "in_flight", "submitted")),
+              *(f"{state['final'][k]:,}" for k in sorted(state["final"])))
+    return t
+
+
+def _segments_table(report: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    t = Table(title=f"Journal {report['path']}: {report['bytes']:,} bytes")
+    for col in ("file", "bytes", "first seq", "frames", "note"):
+        t.add_column(col, justify="left" if col in ("file", "note") else "right")
+    snap = report["snapshot"]
+    if snap is not None:
+        t.add_row(snap["file"], f"{snap['bytes']:,}", "", "",
+                  f"snapshot: {snap['pending']:,} pending, {snap['age_seconds']:,.0f} s old")
+    for r in report["segments"]:
+        t.add_row(r["segment"], f"{r['bytes']:,}", "" if r["first_seq"] is None else f"{r['first_seq']:,}",
+                  f"{r['frames']:,}", r["torn"] or "")
+    return t
+
+
+@journal.command("check")
+@click.argument("path", type=click.Path(file_okay=False, path_type=str))
+def journal_check(path: str) -> None:
+    """Verify every frame and the snapshot of PATH, replay it read-only and print the state.
+
+    Exit 0 when the journal is good (a torn final frame is reported: the next
+    start truncates it), 1 when it is damaged. Changes no file and takes no
+    lock, so it may run beside a live engine.
+    """
+    from .errors import JournalError
+    from .journal.commands import check
+
+    try:
+        with _bytes_progress("replaying") as progress:
+            report = check(path, progress)
+    except JournalError as exc:
+        _journal_error(exc)
+    console = _console()
+    console.print(_segments_table(report))
+    frames = report["frames"]
+    console.print("frames: " + (", ".join(f"{k} {v:,}" for k, v in sorted(frames.items())) or "none")
+                  + f"; replayed {report['state']['frames_replayed']:,} in {report['state']['seconds']:.2f} s")
+    console.print(_state_table("State after replay", report["state"]))
+    for t in report["torn"]:
+        console.print(f"[yellow]warning[/]: {t}: the next start truncates it (a crash during a write)")
+    console.print("ok")
+
+
+@journal.command("stats")
+@click.argument("path", type=click.Path(file_okay=False, path_type=str))
+@click.option("--replay/--no-replay", default=True, show_default=True,
+              help="Replay read-only to count pending sends by state (--no-replay: files only, quick).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def journal_stats(path: str, replay: bool, as_json: bool) -> None:
+    """Segments, sizes, the snapshot, bytes per pending send and pending sends by state of PATH."""
+    from .errors import JournalError
+    from .journal.commands import stats
+
+    try:
+        with _bytes_progress("reading") as progress:
+            report = stats(path, replay, progress)
+    except JournalError as exc:
+        _journal_error(exc)
+    if as_json:
+        click.echo(msgspec.json.encode(report).decode())
+        return
+    console = _console()
+    console.print(_segments_table(report))
+    if replay:
+        console.print(_state_table("Pending sends by state", report["state"]))
+        per = report["bytes_per_pending"]
+        console.print(f"journal bytes per pending send: {per:,.0f}" if per else "no pending send")
+
+
+@journal.command("repair")
+@click.argument("path", type=click.Path(file_okay=False, path_type=str))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def journal_repair(path: str, yes: bool) -> None:
+    """Cut PATH after its last good frame: truncate the damaged segment, delete the segments after it.
+
+    Takes the journal's lock (refused while an engine runs on it). Exit 0 when
+    repaired or nothing needed it, 1 when declined or impossible.
+    """
+    from .errors import JournalError
+    from .journal.commands import apply_repair, plan_repair
+
+    try:
+        plan = plan_repair(path)
+    except JournalError as exc:
+        _journal_error(exc)
+    if not plan.needed:
+        click.echo("nothing to repair: every frame is good")
+        return
+    click.echo(f"damage: {plan.reason}")
+    if plan.truncate:
+        click.echo(f"will truncate {plan.truncate} at offset {plan.offset:,} ({plan.bytes_cut:,} bytes)")
+    for name in plan.delete:
+        click.echo(f"will delete {name}")
+    click.echo(f"frames lost: at least {plan.frames_lost:,}")
+    if not yes and not click.confirm("repair?", default=False):
+        click.echo("nothing changed")
+        sys.exit(1)
+    try:
+        apply_repair(path, plan)
+    except JournalError as exc:
+        _journal_error(exc)
+    click.echo("repaired")
+
+
 def _console() -> Any:
     """A rich console on stdout; wide enough for the report's tables when stdout is not a terminal."""
     from rich.console import Console
