@@ -3,8 +3,8 @@
 Run ``python -m bench.guard`` (quick mode, a few minutes) or ``python -m
 bench.guard --full`` (the README figures: sizes up to 10M pending, about
 20 minutes on the shared 2-core machine). It runs the suites of ``bench/``
-(Hold, Decide, Pace, rate limiters, End to end, Real clock) through the same
-``bench.measure`` cases the pytest-benchmark files use, prints progress as it
+(Hold, Decide, Pace, rate limiters, End to end, Real clock, Journal) through the same
+``bench.measure`` / ``bench.journal`` cases the pytest-benchmark files use, prints progress as it
 goes, then a table of ratios with the floor each must meet (``bench/floors.toml``),
 writes pytest-benchmark-style JSON to ``bench/results/`` and exits 1 naming
 every ratio below its floor (2 on a setup error).
@@ -14,7 +14,16 @@ GC on, caches warmed by a small run first. A ratio's two sides are measured
 in the same process, round by round interleaved, so they share the load of
 the machine. Absolute figures (sends/s) are printed too, for the README, but
 only ratios (and the deterministic bytes per pending send, and pacing
-accuracy, which do not depend on speed) are guarded.
+accuracy, which do not depend on speed) are guarded, plus a few absolute
+figures with a loose bound that catches a regression of several times, not
+noise (real-clock lateness, the journal's submit rate, replay rate, restart
+time and snapshot pause).
+
+The Journal suite (``bench.journal``) writes real journals in temporary
+directories on this machine's disk (``$SENDCORE_BENCH_JOURNAL_DIR``,
+default ``/tmp``); its disk-bound figures (journaled submit, restart,
+snapshot pause) are wall time, said so in their ``what``; the journal on /
+off ratio and the replay rate are CPU time like the rest.
 """
 
 from __future__ import annotations
@@ -130,7 +139,7 @@ class Guard:
         b = {
             "group": group, "name": f"{name}[{param}]" if param else name,
             "fullname": f"bench/guard.py::{group}::{name}[{param}]", "params": params, "param": param,
-            "extra_info": extra, "options": {"timer": "time.process_time", "min_rounds": len(times),
+            "extra_info": extra, "options": {"timer": extra.get("timer", "time.process_time"), "min_rounds": len(times),
                                              "warmup": True, "disable_gc": False},
             "stats": _stats(times),
         }
@@ -422,6 +431,20 @@ class Guard:
                     if impl == "engine":
                         self.value(f"real_p99_ms_{loop}_{rate // 1000}k", r["p99_ms"])
 
+    def journal(self) -> None:
+        """Journal: journaled submit (wall), e2e journal on / off (CPU), replay, restart (wall), bytes, snapshot pause.
+
+        Sizes and rounds: ``bench.journal.JournalPlan`` (quick: 100k submits,
+        10k e2e, 200k pending restart; full: 1M submits and restart, e2e 100k too).
+        """
+        try:
+            from . import journal as J
+        except Exception as exc:  # the journal is landing; say so and go on
+            self.note(f"journal: bench.journal is not importable ({exc!r}); skipped")
+            return
+        self.say(f"journal: journals under {J.journal_root() or 'the temp dir'} ({J.filesystem_of()})")
+        J.run_all(self, J.JournalPlan(self.plan.mode == "full"))
+
     def note(self, text: str) -> None:
         """A message printed with the summary (skipped parts)."""
         self.notes.append(text)
@@ -429,7 +452,7 @@ class Guard:
 
     # ------------------------------------------------------------------ run and judge
 
-    SUITES = ("hold", "holders", "decide", "pace", "limiters", "end_to_end", "real_clock")
+    SUITES = ("hold", "holders", "decide", "pace", "limiters", "end_to_end", "real_clock", "journal")
 
     def run(self) -> None:
         """Warm up, then every suite not skipped."""

@@ -2,7 +2,7 @@
 
 ``journal.py`` is what the engine uses (recovery, ordered durable inputs,
 snapshots), ``writer.py`` the thread that writes and fsyncs, ``files.py`` the
-on-disk formats, ``frames.py`` what one frame records, ``tools.py`` the
+on-disk formats, ``frames.py`` what one frame records, ``commands.py`` the
 ``sendcore journal`` commands' work (check, stats, repair).
 """
 
