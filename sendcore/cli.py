@@ -156,7 +156,8 @@ def journal_check(path: str) -> None:
 
     Exit 0 when the journal is good (a torn final frame is reported: the next
     start truncates it), 1 when it is damaged. Changes no file and takes no
-    lock, so it may run beside a live engine.
+    lock, so it may run beside a live engine. Replay asks the installed
+    plugins' hooks (carrier lookup, time zones, policies) as a restart would.
     """
     from .errors import JournalError
     from .journal.commands import check
@@ -212,8 +213,27 @@ def journal_repair(path: str, yes: bool) -> None:
     Takes the journal's lock (refused while an engine runs on it). Exit 0 when
     repaired or nothing needed it, 1 when declined or impossible.
     """
+    import os
+    from pathlib import Path
+
     from .errors import JournalError
+    from .journal import files
     from .journal.commands import apply_repair, plan_repair
+
+    if not Path(path).is_dir():
+        _journal_error(JournalError(f"{path}: no such journal directory"))
+    try:
+        lock_fd = files.lock(Path(path))  # first: no plan is made while an engine writes
+    except JournalError as exc:
+        _journal_error(exc)
+    try:
+        _repair(path, yes, lock_fd, plan_repair, apply_repair)
+    finally:
+        os.close(lock_fd)
+
+
+def _repair(path: str, yes: bool, lock_fd: int, plan_repair: Any, apply_repair: Any) -> None:
+    from .errors import JournalError
 
     try:
         plan = plan_repair(path)
@@ -232,7 +252,7 @@ def journal_repair(path: str, yes: bool) -> None:
         click.echo("nothing changed")
         sys.exit(1)
     try:
-        apply_repair(path, plan)
+        apply_repair(path, plan, lock_fd)
     except JournalError as exc:
         _journal_error(exc)
     click.echo("repaired")

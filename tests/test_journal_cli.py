@@ -110,3 +110,15 @@ def test_repair_declined_or_locked_changes_nothing(run: Any, tmp_path: Path) -> 
         assert r.exit_code == 1 and "in use by another engine" in r.output
     finally:
         os.close(fd)
+
+
+def test_repair_refuses_when_the_start_of_the_journal_is_missing(run: Any, tmp_path: Path) -> None:
+    """No snapshot and segment 1 gone: nothing to cut that would help; repair says so and exits 1."""
+    path = tmp_path / "j"
+    run(build_journal(path, chunks=30, per_chunk=5, segment_bytes=4096))
+    segs = segment_files(path)
+    assert len(segs) >= 3
+    segs[0][1].unlink()
+    r = CliRunner().invoke(main, ["journal", "repair", str(path), "--yes"])
+    assert r.exit_code == 1 and "cannot repair" in r.output and "missing" in r.output
+    assert CliRunner().invoke(main, ["journal", "check", str(path)]).exit_code == 1

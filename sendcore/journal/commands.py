@@ -45,11 +45,35 @@ def _directory(path: str) -> Path:
     return d
 
 
+def _vanished(exc: BaseException) -> bool:
+    """A file a live engine deleted while we read (compaction), not damage."""
+    return isinstance(exc, FileNotFoundError) or (
+        isinstance(exc, JournalError) and "No such file or directory" in str(exc))
+
+
+def _retrying(fn: Callable[[], Any]) -> Any:
+    """``fn()``, again from the start when a live engine's compaction removed a file under it."""
+    for attempt in range(5):
+        try:
+            return fn()
+        except (FileNotFoundError, JournalError) as exc:
+            if not _vanished(exc) or attempt == 4:
+                raise
+            time.sleep(0.05)
+
+
+def _live_segments(directory: Path) -> list[tuple[int, Path]]:
+    """The segments after the newest snapshot (older ones are left-overs start-up deletes)."""
+    snaps = snapshot_files(directory)
+    base = snaps[-1][0] if snaps else 0
+    return [(n, p) for n, p in segment_files(directory) if n >= base]
+
+
 def _frames_by_kind(directory: Path, progress: Progress) -> tuple[Counter[str], list[dict[str, Any]], int]:
     """Frames by kind, one row per segment, total bytes; raises JournalError on damage."""
     kinds: Counter[str] = Counter()
     rows: list[dict[str, Any]] = []
-    segs = segment_files(directory)
+    segs = _live_segments(directory)
     total = sum(p.stat().st_size for _, p in segs)
     done = 0
     for n, p in segs:
@@ -99,25 +123,33 @@ def check(path: str, progress: Progress = None) -> dict[str, Any]:
     Raises ``JournalError`` (naming file and offset) if the journal is damaged.
     """
     directory = _directory(path)
-    snapshot = _snapshot_row(directory)
-    kinds, rows, total = _frames_by_kind(directory, None)
-    state = _replayed(directory, progress)
-    return {"path": str(directory), "snapshot": snapshot, "segments": rows, "frames": dict(kinds),
-            "bytes": total + (snapshot["bytes"] if snapshot else 0), "state": state, "torn": state["torn"]}
+
+    def run() -> dict[str, Any]:
+        snapshot = _snapshot_row(directory)
+        kinds, rows, total = _frames_by_kind(directory, None)
+        state = _replayed(directory, progress)
+        return {"path": str(directory), "snapshot": snapshot, "segments": rows, "frames": dict(kinds),
+                "bytes": total + (snapshot["bytes"] if snapshot else 0), "state": state, "torn": state["torn"]}
+
+    return _retrying(run)
 
 
 def stats(path: str, replay: bool = True, progress: Progress = None) -> dict[str, Any]:
     """Segments, sizes, the snapshot and (with ``replay``) pending sends by state."""
     directory = _directory(path)
-    snapshot = _snapshot_row(directory)
-    kinds, rows, total = _frames_by_kind(directory, None if replay else progress)
-    out: dict[str, Any] = {"path": str(directory), "snapshot": snapshot, "segments": rows, "frames": dict(kinds),
-                           "bytes": total + (snapshot["bytes"] if snapshot else 0)}
-    if replay:
-        state = _replayed(directory, progress)
-        out["state"] = state
-        out["bytes_per_pending"] = out["bytes"] / state["pending"] if state["pending"] else None
-    return out
+
+    def run() -> dict[str, Any]:
+        snapshot = _snapshot_row(directory)
+        kinds, rows, total = _frames_by_kind(directory, None if replay else progress)
+        out: dict[str, Any] = {"path": str(directory), "snapshot": snapshot, "segments": rows,
+                               "frames": dict(kinds), "bytes": total + (snapshot["bytes"] if snapshot else 0)}
+        if replay:
+            state = _replayed(directory, progress)
+            out["state"] = state
+            out["bytes_per_pending"] = out["bytes"] / state["pending"] if state["pending"] else None
+        return out
+
+    return _retrying(run)
 
 
 class Repair(msgspec.Struct, kw_only=True):
@@ -141,9 +173,20 @@ def plan_repair(path: str) -> Repair:
     directory = _directory(path)
     snaps = snapshot_files(directory)
     base = snaps[-1][0] if snaps else None
-    expect_seq = read_snapshot(snaps[-1][1], payload=False)[0].last_seq + 1 if snaps else None
+    try:
+        expect_seq = read_snapshot(snaps[-1][1])[0].last_seq + 1 if snaps else None
+    except JournalError as exc:
+        raise JournalError(f"cannot repair: {exc}") from None
     segs = [(n, p) for n, p in segment_files(directory) if base is None or n >= base]
     expect_n = base if base is not None else (segs[0][0] if segs else 0)
+    if base is None and segs:
+        try:
+            first = scan_segment(segs[0][1], strict=False).header.first_seq
+        except JournalError:
+            first = 1
+        if first != 1:
+            raise JournalError(f"cannot repair: the journal starts at frame {first} with no snapshot before it: "
+                               "the start of the journal is missing; restore it from a backup")
     for i, (n, p) in enumerate(segs):
         later = [q.name for _, q in segs[i + 1:]]
         if n != expect_n:
@@ -188,10 +231,14 @@ def _count_after(path: Path, offset: int) -> int:
     return count
 
 
-def apply_repair(path: str, plan: Repair) -> None:
-    """Carry out ``plan`` under the journal's lock: truncate (fsynced), delete, fsync the directory."""
+def apply_repair(path: str, plan: Repair, lock_fd: Optional[int] = None) -> None:
+    """Carry out ``plan`` under the journal's lock: truncate (fsynced), delete, fsync the directory.
+
+    ``lock_fd`` is the lock already taken (``files.lock``) when the plan was
+    made; without it the lock is taken here.
+    """
     directory = _directory(path)
-    fd = files.lock(directory)
+    fd = files.lock(directory) if lock_fd is None else lock_fd
     try:
         if plan.truncate is not None:
             with open(directory / plan.truncate, "r+b") as f:
@@ -202,4 +249,5 @@ def apply_repair(path: str, plan: Repair) -> None:
             (directory / name).unlink(missing_ok=True)
         files.fsync_dir(directory)
     finally:
-        os.close(fd)
+        if lock_fd is None:
+            os.close(fd)
