@@ -47,6 +47,7 @@ from typing import Any, Callable, Optional, Union
 
 import msgspec
 
+from ..core import Checked
 from ..errors import JournalError, PendingLimitError
 from ..provider import ProviderSpec
 from ..send import Rejection
@@ -108,8 +109,6 @@ class Recovery:
 
 def apply_frame(core: Any, frame: Frame) -> None:
     """Give ``core`` the input ``frame`` records, as the live engine did."""
-    from ..core import Checked
-
     t = type(frame)
     if t is Advance:
         core.advance(frame.now)
@@ -175,6 +174,19 @@ def recover(directory: Path, build: BuildCore, settings: Optional[Settings], pro
     tail is reported, not truncated; with ``settings=None`` the core keeps
     the settings recorded in the journal.
     """
+    # Millions of objects come back at once: the cycle collector would walk them again and again
+    # (a 1M-pending snapshot loads in half the time without it).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _recover(directory, build, settings, providers, progress, readonly)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _recover(directory: Path, build: BuildCore, settings: Optional[Settings], providers: list[ProviderSpec],
+             progress: Optional[Callable[[int, int], None]], readonly: bool) -> tuple[Any, Recovery]:
     t0 = time.perf_counter()
     info = Recovery()
     for p in [] if readonly else directory.iterdir():
