@@ -685,7 +685,10 @@ class Engine:
                 if journal is None:
                     batches = core.advance(now)
                 else:
-                    batches = await self._journaled(encode_frame(Advance(now=now)), partial(core.advance, now), False)
+                    batches = journal.run(encode_frame(Advance(now=now)), partial(core.advance, now), False)
+                    if asyncio.isfuture(batches):  # a submit ahead of it is still on its way to the disk
+                        self._hold(batches)
+                        batches = await batches
                 for batch in batches:
                     self._dispatch(batch)
                 self._flush()
@@ -782,7 +785,10 @@ class Engine:
             if error is None:
                 results = _storable_results(results)
                 payload = encode_frame(Record(now=now, batch=batch.id, check=batch_check(batch), results=results))
-                await self._journaled(payload, partial(core.record, batch, results, now), False)
+                done = self._journal.run(payload, partial(core.record, batch, results, now), False)
+                if asyncio.isfuture(done):
+                    self._hold(done)
+                    await done
             else:
                 payload = encode_frame(RecordError(now=now, batch=batch.id, check=batch_check(batch), error=error))
                 await self._journaled(payload, partial(core.record_error, batch, error, now), False)

@@ -152,7 +152,8 @@ class Writer(threading.Thread):
                 self._sync()
             except OSError as exc:
                 self._fail(exc, None)
-        self._notify()
+        if self.failed or any(item[3] or item[0] != FRAME for item in items):
+            self._notify()  # someone waits on this group (or must hear of a failure); else the loop sleeps on
         return keep_going
 
     def _flush(self, buf: list[bytes], tickets: list[int], sync: bool) -> None:
