@@ -747,3 +747,23 @@ def test_partly_written_frame_followed_by_zeros_is_torn(run: Any, tmp_path: Path
 
     run(main())
     assert seg.stat().st_size == offset  # cut back to where the partly written frame began
+
+
+def test_a_send_the_journal_cannot_store_is_rejected_naming_the_field(run: Any, tmp_path: Path) -> None:
+    """R23 with the journal: a lone surrogate in the id, or metadata msgpack cannot hold, rejects that item only."""
+
+    class Opaque:
+        pass
+
+    async def main() -> None:
+        async with journal_engine(tmp_path / "j") as engine:
+            report = await engine.submit([later(0), later(1, id="x\ud800"), later(2, metadata={"k": Opaque()}),
+                                          later(3)])
+            assert report.accepted_ids == ["s0", "s3"]
+            reasons = {r.index: r.reason for r in report.rejected}
+            assert reasons[1].startswith("id: cannot be stored in the journal"), reasons
+            assert reasons[2].startswith("metadata: cannot be stored in the journal"), reasons
+        async with journal_engine(tmp_path / "j") as engine:
+            assert engine.pending == 2 and known(engine, "s0") and known(engine, "s3")
+
+    run(main())
