@@ -135,14 +135,16 @@ class Checked:
     read back from the journal).
     """
 
-    __slots__ = ("sends", "rejected", "skip", "recheck")
+    __slots__ = ("sends", "rejected", "skip", "recheck", "epoch")
 
     def __init__(self, sends: list[tuple[Send, float, Optional[str]]], rejected: list[Rejection],
-                 skip: list[int], recheck: bool = False) -> None:
+                 skip: list[int], recheck: bool = False, epoch: int = -1) -> None:
         self.sends = sends
         self.rejected = rejected
         self.skip = skip
         self.recheck = recheck
+        #: The core's count of accepts when the check was made (-1: unknown, e.g. read back from the journal).
+        self.epoch = epoch
 
 
 class _ProviderState:
@@ -239,6 +241,7 @@ class Core:
         self._now = -math.inf
         self._submitted = 0
         self._rejected = 0
+        self._epoch = 0  # accepts so far: tells ``accept`` whether a check may have gone stale
         # Counters keyed by the enum members (their .value is slow on hot paths).
         self._final: dict[Status, int] = {}
         self._reasons: dict[Reason, int] = {}
@@ -532,7 +535,7 @@ class Core:
             ok.append((s, due, late))
         if len(pending) + len(ok) > self._max_pending:
             raise PendingLimitError(len(pending), len(ok), self._max_pending)
-        return Checked(ok, rejected, [i for i, (_, _, late) in enumerate(ok) if late == "skip"])
+        return Checked(ok, rejected, [i for i, (_, _, late) in enumerate(ok) if late == "skip"], epoch=self._epoch)
 
     def accept(self, checked: Checked, now: float) -> SubmitReport:
         """Take the sends ``check`` found valid: the second half of ``submit``.
@@ -548,7 +551,8 @@ class Core:
         rejected = list(checked.rejected)
         ok = checked.sends
         skip = set(checked.skip) if checked.skip else ()
-        if checked.recheck:
+        # Only an accept since the check can have made one of these ids a duplicate.
+        if checked.recheck and checked.epoch != self._epoch:
             kept = []
             for i, item in enumerate(ok):
                 sid = item[0].id
@@ -565,6 +569,7 @@ class Core:
         if len(pending) + len(ok) > self._max_pending:
             raise PendingLimitError(len(pending), len(ok), self._max_pending)
         checked.recheck = True  # a second accept of the same check must see its own sends as duplicates
+        self._epoch += 1
         self._submitted += len(ok)
         self._rejected += len(rejected)
         resolve = self._locale.resolve
@@ -1184,7 +1189,7 @@ class Core:
     _STATE_FIELDS = (
         "_pending", "_wheel", "_dead_in_wheel", "_routes", "_ready", "_ready_seq", "_inflight", "_batch_seq",
         "_reservations", "_finished", "_finished_order", "_by_recipient", "_by_origin", "_origin_live",
-        "_now", "_submitted", "_rejected", "_final", "_reasons", "_events",
+        "_now", "_submitted", "_rejected", "_final", "_reasons", "_events", "_epoch",
     )
 
     def export_state(self) -> dict[str, Any]:
@@ -1211,7 +1216,8 @@ class Core:
         it is a ``ValueError`` naming it.
         """
         for f in self._STATE_FIELDS:
-            setattr(self, f, state[f])
+            if f in state:
+                setattr(self, f, state[f])
         self._outcomes = list(state.get("outcomes", ()))
         old_providers: dict[str, _ProviderState] = state["providers"]
         for name, old in old_providers.items():

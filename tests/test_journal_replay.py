@@ -168,3 +168,22 @@ def test_replay_covers_retries_pushback_and_suppression(tmp_path: Path) -> None:
     assert any(r[4] == "rate_limited" for r in live["routes"].values()) or events.get("deferred", 0) > 0
     assert live["suppression"], "a permanent failure or the API suppressed an address"
     assert list((tmp_path / "j").glob("snapshot-*.snap")), "the run took a snapshot, so replay went through one"
+
+
+def test_concurrent_submits_of_one_id_accept_it_once(tmp_path: Path) -> None:
+    """R1 with the journal: two submits of the same id waiting on one fsync; the second is a duplicate, also on replay."""
+
+    async def main() -> tuple[list[Any], dict[str, Any]]:
+        clock = VirtualClock(START)
+        engine = Engine(_settings(tmp_path / "j"), clock=clock, plugins=[ProvidersPlugin(Recorder())],
+                        load_entrypoints=False)
+        async with engine:
+            mk = lambda: [Send(id="dup", recipient="r1", channel="sms", to=_to("r1"), origin="transactional",  # noqa: E731
+                               send_at=clock.now() + 3600)]
+            reports = await asyncio.gather(engine.submit(mk()), engine.submit(mk()))
+        return reports, state_of(engine.core)
+
+    reports, live = asyncio.run(main())
+    assert sorted(r.accepted for r in reports) == [0, 1]
+    assert [r.reason for r in reports[0].rejected + reports[1].rejected] == ["id: duplicate of a pending send"]
+    assert _replayed(tmp_path / "j") == live
