@@ -1,11 +1,12 @@
 """Embedding sendcore: an abandoned-cart flow stopped by a conversion, on virtual time."""
-import asyncio
+import asyncio, tempfile
 from sendcore import Engine, Send, Settings
 from sendcore.testing import VirtualClock
 
 async def main() -> None:
     clock = VirtualClock(1_800_000_000)                        # 2027-01-15 08:00 UTC
-    settings = Settings.from_toml_bytes(b'[channels.sms]\nsmart_sending_window = "0s"')
+    journal = tempfile.mkdtemp()                               # a fresh journal: durable by default
+    settings = Settings.from_dict({"channels": {"sms": {"smart_sending_window": "0s"}}, "journal": {"path": journal}})
     async with Engine(settings, clock=clock) as engine:        # loads the bundled sandbox provider
         t = clock.now()
         report = await engine.submit([Send(id=f"cart-{h}", recipient="p-42", channel="sms",
