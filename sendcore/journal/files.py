@@ -30,7 +30,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import msgspec
 
@@ -122,6 +122,15 @@ def _read_prefix(path: Path, data: Union[bytes, memoryview], magic: bytes, what:
     return body, end + 4
 
 
+def _header(path: Path, data: Union[bytes, memoryview], magic: bytes, what: str, decoder: Any) -> tuple[Any, int]:
+    """The decoded header of a segment or snapshot and the offset after it; JournalError if damaged."""
+    body, pos = _read_prefix(path, data, magic, what)
+    try:
+        return decoder.decode(body), pos
+    except msgspec.MsgspecError as exc:
+        raise JournalError(f"{path}: the {what} header does not decode ({exc})") from None
+
+
 class TornHeader(JournalError):
     """A file whose header was cut short: a crash while it was being created."""
 
@@ -157,11 +166,7 @@ def scan_segment(path: Path, expect_seq: Optional[int] = None, *, strict: bool =
         data = memoryview(path.read_bytes())
     except OSError as exc:
         raise JournalError(f"{path}: cannot read the journal segment: {exc.strerror}") from None
-    body, pos = _read_prefix(path, data, SEGMENT_MAGIC, "journal segment")
-    try:
-        header = _segment_header.decode(body)
-    except msgspec.MsgspecError as exc:
-        raise JournalError(f"{path}: the segment header does not decode ({exc})") from None
+    header, pos = _header(path, data, SEGMENT_MAGIC, "journal segment", _segment_header)
     scan = Scan(path, header, size=len(data))
     seq = header.first_seq if expect_seq is None else expect_seq
     if header.first_seq != seq:
@@ -233,11 +238,7 @@ def read_snapshot(path: Path, *, payload: bool = True) -> tuple[SnapshotHeader, 
         data = path.read_bytes() if payload else path.open("rb").read(1 << 20)
     except OSError as exc:
         raise JournalError(f"{path}: cannot read the snapshot: {exc.strerror}") from None
-    body, pos = _read_prefix(path, data, SNAPSHOT_MAGIC, "snapshot")
-    try:
-        header = _snapshot_header.decode(body)
-    except msgspec.MsgspecError as exc:
-        raise JournalError(f"{path}: the snapshot header does not decode ({exc})") from None
+    header, pos = _header(path, data, SNAPSHOT_MAGIC, "snapshot", _snapshot_header)
     if not payload:
         return header, None
     blob = data[pos:]
