@@ -783,18 +783,25 @@ def restart_figures(sink: Sink, plan: JournalPlan) -> None:
         M.clear_cache()
 
 
-def run_all(sink: Sink, plan: JournalPlan) -> None:
-    """Every journal figure, in the guard's order."""
-    submit_figures(sink, plan)
-    kept = e2e_figures(sink, plan)
-    try:
-        if kept is not None:
-            replay_figures(sink, plan, kept)
-    finally:
-        if kept is not None:
-            shutil.rmtree(kept, ignore_errors=True)
-    replay_small_figures(sink, plan)
-    restart_figures(sink, plan)
+def run_all(sink: Sink, plan: JournalPlan, only: Optional[set[str]] = None) -> None:
+    """Every journal figure (or the groups in ``only``: submit, e2e, replay, restart), in the guard's order."""
+    def wanted(group: str) -> bool:
+        return not only or group in only
+
+    if wanted("submit"):
+        submit_figures(sink, plan)
+    if wanted("e2e"):
+        kept = e2e_figures(sink, plan)
+        try:
+            if kept is not None:
+                replay_figures(sink, plan, kept)
+        finally:
+            if kept is not None:
+                shutil.rmtree(kept, ignore_errors=True)
+    if wanted("replay"):
+        replay_small_figures(sink, plan)
+    if wanted("restart"):
+        restart_figures(sink, plan)
 
 
 # ---------------------------------------------------------------------- command line
@@ -861,20 +868,7 @@ def main(argv: Optional[list[str]] = None) -> int:
           f"load {os.getloadavg()[0]:.1f}")
     M.timed(M.case_submit(3000))  # warm the process-wide caches (phones, zones) as the guard's warm-up does
     M.clear_cache()
-    if not only or "submit" in only:
-        submit_figures(c, plan)
-    if not only or "e2e" in only:
-        kept = e2e_figures(c, plan)
-        try:
-            if kept is not None:
-                replay_figures(c, plan, kept)
-        finally:
-            if kept is not None:
-                shutil.rmtree(kept, ignore_errors=True)
-    if not only or "replay" in only:
-        replay_small_figures(c, plan)
-    if not only or "restart" in only:
-        restart_figures(c, plan)
+    run_all(c, plan, only)
     floors: dict[str, Any] = {}
     try:
         with open(Path(__file__).resolve().parent / "floors.toml", "rb") as f:

@@ -33,7 +33,7 @@ from .plugins import PluginHost
 from .provider import ProviderSpec, spec_of
 from .send import (
     Accepted, Batch, CancelReport, Explanation, InvalidResult, Outcome, PermanentFailure, RateLimited, Rejection,
-    Send, Stats, SubmitReport, TemporaryFailure,
+    Send, Stats, Status, SubmitReport, TemporaryFailure,
 )
 from .settings import Settings
 
@@ -600,7 +600,7 @@ class Engine:
             from .journal.frames import Delivery, encode_frame
 
             o = core.outcome(send_id)
-            if o is None or o.status.value != "sent":
+            if o is None or o.status is not Status.SENT:
                 return False
             got = self._journal.run(encode_frame(Delivery(now=now, send_id=send_id, delivered=delivered,
                                                           detail=detail)),
@@ -685,10 +685,7 @@ class Engine:
                 if journal is None:
                     batches = core.advance(now)
                 else:
-                    batches = journal.run(encode_frame(Advance(now=now)), partial(core.advance, now), False)
-                    if asyncio.isfuture(batches):  # a submit ahead of it is still on its way to the disk
-                        self._hold(batches)
-                        batches = await batches
+                    batches = await self._journaled(encode_frame(Advance(now=now)), partial(core.advance, now), False)
                 for batch in batches:
                     self._dispatch(batch)
                 self._flush()
@@ -785,10 +782,7 @@ class Engine:
             if error is None:
                 results = _storable_results(results)
                 payload = encode_frame(Record(now=now, batch=batch.id, check=batch_check(batch), results=results))
-                done = self._journal.run(payload, partial(core.record, batch, results, now), False)
-                if asyncio.isfuture(done):
-                    self._hold(done)
-                    await done
+                await self._journaled(payload, partial(core.record, batch, results, now), False)
             else:
                 payload = encode_frame(RecordError(now=now, batch=batch.id, check=batch_check(batch), error=error))
                 await self._journaled(payload, partial(core.record_error, batch, error, now), False)

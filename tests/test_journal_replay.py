@@ -165,7 +165,6 @@ def test_replay_covers_retries_pushback_and_suppression(tmp_path: Path) -> None:
     events = live["counts"][4]
     assert events.get("retrying") and events.get("deferred"), events
     assert reasons.get("permanent_failure") or reasons.get("max_attempts"), reasons
-    assert any(r[4] == "rate_limited" for r in live["routes"].values()) or events.get("deferred", 0) > 0
     assert live["suppression"], "a permanent failure or the API suppressed an address"
     assert list((tmp_path / "j").glob("snapshot-*.snap")), "the run took a snapshot, so replay went through one"
 

@@ -177,6 +177,7 @@ def scan_segment(path: Path, expect_seq: Optional[int] = None, *, strict: bool =
     size = len(data)
     frames = scan.frames
     crc32 = zlib.crc32
+    damage: Optional[str] = None
     while pos < size:
         left = size - pos
         if left < FRAME_HEAD:
@@ -194,9 +195,6 @@ def scan_segment(path: Path, expect_seq: Optional[int] = None, *, strict: bool =
                 f"the journal is damaged: run `sendcore journal check {path.parent}` and restore from a backup, or "
                 f"`sendcore journal repair {path.parent}` to keep only the frames before offset {pos}"
             )
-            if strict:
-                raise JournalError(damage)
-            scan.damage = damage
             break
         end = pos + FRAME_HEAD + length
         if end > size:
@@ -212,23 +210,21 @@ def scan_segment(path: Path, expect_seq: Optional[int] = None, *, strict: bool =
                 f"the journal is damaged: run `sendcore journal check {path.parent}` and restore from a backup, or "
                 f"`sendcore journal repair {path.parent}` to keep only the frames before offset {pos}"
             )
-            if strict:
-                raise JournalError(damage)
-            scan.damage = damage
             break
         if got_seq != seq:
             damage = (
                 f"{path}: frame at offset {pos} has sequence number {got_seq}, expected {seq}: frames are missing "
                 f"or out of order; run `sendcore journal repair {path.parent}` to keep only the frames before it"
             )
-            if strict:
-                raise JournalError(damage)
-            scan.damage = damage
             break
         frames.append((pos, seq, payload))
         seq += 1
         pos = end
     scan.end = pos
+    if damage is not None:
+        if strict:
+            raise JournalError(damage)
+        scan.damage = damage
     return scan
 
 

@@ -687,8 +687,9 @@ class Journal:
             fsyncs=w.fsyncs if w else 0, fsync_seconds=w.fsync_seconds if w else 0.0, snapshots=self._snapshots,
             snapshot_pause_max=self._pause_max, snapshot_seconds=self._snap_seconds, segments=self._segment,
             degraded=self._why,
-            recovery={"snapshot": r.snapshot, "frames": r.frames, "segments": r.segments, "torn": list(r.torn),
-                      "requeued": r.requeued, "seconds": r.seconds, "settings_changed": r.settings_changed},
+            recovery={"snapshot": r.snapshot, "snapshot_pending": r.snapshot_pending, "frames": r.frames,
+                      "segments": r.segments, "torn": list(r.torn), "requeued": r.requeued, "seconds": r.seconds,
+                      "load_seconds": r.load_seconds, "settings_changed": r.settings_changed},
         )
 
     async def flush(self) -> None:
