@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, InputError, PendingLimitError, SendcoreError
-from .provider import Provider, ProviderContext, ProviderSpec
+from .errors import ConfigError, DeliveryReportError, InputError, PendingLimitError, SendcoreError
+from .provider import DeliveryReport, Provider, ProviderContext, ProviderSpec
 from .send import (
     Accepted,
     Batch,
@@ -35,6 +35,8 @@ __all__ = [
     "Batch",
     "CancelReport",
     "ConfigError",
+    "DeliveryReport",
+    "DeliveryReportError",
     "Engine",
     "Explanation",
     "InputError",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "InputError", "JournalError", "PendingLimitError", "SendcoreError"]
+__all__ = ["ConfigError", "DeliveryReportError", "InputError", "JournalError", "PendingLimitError", "SendcoreError"]
 
 
 class SendcoreError(Exception):
@@ -37,3 +37,7 @@ class PendingLimitError(SendcoreError):
 
 class JournalError(SendcoreError):
     """The journal cannot be opened, read or written; the message names the file and what to do."""
+
+
+class DeliveryReportError(SendcoreError):
+    """A delivery report payload is malformed or its signature does not check; the message says which."""

@@ -16,6 +16,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .send import Outcome, Send
+    from .settings import Settings
 
 __all__ = [
     "PROJECT",
@@ -38,10 +39,12 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def sendcore_register_providers(register: Callable[[Any], None]) -> None:
+def sendcore_register_providers(register: Callable[[Any], None], settings: Settings) -> None:
     """Register the provider objects this plugin offers.
 
-    Called once, when the engine starts, for every plugin. Call
+    Called once, when the engine starts, for every plugin, with the engine's
+    ``settings`` (take the argument only if you need it: a provider that
+    should exist only when configured checks ``settings.providers``). Call
     ``register(provider)`` once per provider; a provider is any object with
     ``name`` (unique across all plugins), ``channels``, ``async send(batch)``
     and optionally ``max_batch``, ``rate``, ``burst``, ``daily_cap``,
@@ -54,8 +57,9 @@ def sendcore_register_providers(register: Callable[[Any], None]) -> None:
     Example::
 
         @sendcore.hookimpl
-        def sendcore_register_providers(register):
-            register(TwilioProvider(account="AC..."))
+        def sendcore_register_providers(register, settings):
+            if "acme" in settings.providers:
+                register(AcmeProvider.from_options(settings.providers["acme"].options))
     """
 
 
@@ -95,10 +99,11 @@ def sendcore_resolve_timezone(send: Send) -> Union[str, None]:
 
 
 @hookspec
-def sendcore_register_policies(register: Callable[[Any], None]) -> None:
+def sendcore_register_policies(register: Callable[[Any], None], settings: Settings) -> None:
     """Register extra policies, appended after the built-in ones.
 
-    Called once, when the engine starts, for every plugin. Call
+    Called once, when the engine starts, for every plugin, with the engine's
+    ``settings`` (take the argument only if you need it). Call
     ``register(policy)`` with a ``sendcore.policies.base.Policy`` (an object
     with ``name``, ``stages`` and ``check(entries, now, stage, verdicts)``).
     The resulting order is visible in ``engine.policies``. All

@@ -133,6 +133,11 @@ class PluginHost:
         )
         self._env_allow = _names(env.get(ENV_ALLOW))
         self._env_block = _names(env.get(ENV_BLOCK))
+        if settings is None:
+            from .settings import Settings
+
+            settings = Settings()
+        self._settings = settings
         conf = getattr(settings, "plugins", None)
         self._conf_allow = [_norm(n) for n in getattr(conf, "allow", ())]
         self._conf_block = [_norm(n) for n in getattr(conf, "block", ())]
@@ -304,8 +309,9 @@ class PluginHost:
                 validate(obj, _plugin)
                 found.append((obj, _plugin))
 
+            given = {"register": register, "settings": self._settings}
             try:
-                impl.function(*[register for _ in impl.argnames])
+                impl.function(*[given[a] for a in impl.argnames])
             except PluginError:
                 raise
             except Exception as exc:

@@ -7,13 +7,13 @@ optional; it documents the surface and fills in defaults.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, Union, runtime_checkable
+from typing import Any, Literal, Mapping, Protocol, Sequence, Union, runtime_checkable
 
 import msgspec
 
 from .send import Batch, Result
 
-__all__ = ["Clock", "Provider", "ProviderContext", "ProviderSpec", "spec_of"]
+__all__ = ["Clock", "DeliveryReport", "Provider", "ProviderContext", "ProviderSpec", "spec_of"]
 
 
 @runtime_checkable
@@ -51,6 +51,28 @@ class ProviderContext(Protocol):
         ...
 
 
+class DeliveryReport(msgspec.Struct, kw_only=True, frozen=True):
+    """What a provider's ``parse_delivery_report`` makes of one callback (R21).
+
+    The report names its message by ``send_id`` (when the provider echoes the
+    send's id) or by ``provider_id`` (the id the provider gave in
+    ``Accepted.provider_id``, such as a Twilio message SID). An undelivered
+    report may carry what the error means for the address and the route:
+    ``temporary`` puts the address in the error segment (R13), ``suppress``
+    suppresses it on the channel (R14), ``retry_after`` slows the route down
+    as a ``RateLimited`` answer would.
+    """
+
+    delivered: bool
+    send_id: str = ""
+    provider_id: str = ""
+    code: str = ""
+    detail: str = ""
+    temporary: bool = False
+    suppress: Union[Literal["marketing", "all"], None] = None
+    retry_after: Union[float, None] = None
+
+
 class Provider:
     """Base class documenting the provider surface.
 
@@ -61,6 +83,9 @@ class Provider:
     ``timeout`` (seconds a ``send`` call may take before it counts as a
     temporary failure of the whole batch). Optional ``total_rate`` and
     ``total_burst`` cap all of the provider's routes together.
+    ``fallback = True`` marks a development provider (the bundled sandbox):
+    it serves a channel only when a send or ``[channels.X] provider`` names
+    it, or when no other provider serves that channel.
     """
 
     name: str = ""
@@ -71,6 +96,7 @@ class Provider:
     daily_cap: int = 0
     max_concurrency: int = 8
     timeout: float = 30.0
+    fallback: bool = False
 
     async def start(self, context: ProviderContext) -> None:
         """Called once before the first batch, with the engine's context."""
@@ -86,8 +112,18 @@ class Provider:
     async def close(self) -> None:
         """Called once at shutdown, after in-flight batches finished or timed out."""
 
-    def parse_delivery_report(self, payload: Any) -> Union[tuple[str, bool, str], None]:
-        """Turn a provider webhook payload into (send_id, delivered, detail), or None."""
+    def parse_delivery_report(
+        self, payload: Mapping[str, Any], *, url: Union[str, None] = None,
+        headers: Union[Mapping[str, str], None] = None,
+    ) -> Union[DeliveryReport, None]:
+        """Turn one delivery-report callback into a ``DeliveryReport``, or None when it reports nothing final.
+
+        ``payload`` is the callback's decoded fields (a form's fields, a JSON
+        object); ``url`` and ``headers`` are the request's, for signature
+        checks. Raise ``sendcore.errors.DeliveryReportError`` for a malformed
+        payload or a bad signature. Intermediate statuses ("queued", "sent")
+        return None. A ``(send_id, delivered, detail)`` tuple is accepted too.
+        """
         return None
 
 
@@ -104,6 +140,7 @@ class ProviderSpec(msgspec.Struct, kw_only=True, frozen=True):
     timeout: float = 30.0
     total_rate: Union[float, None] = None
     total_burst: Union[int, None] = None
+    fallback: bool = False
 
 
 def spec_of(provider: Any, overrides: Any = None) -> ProviderSpec:
@@ -134,4 +171,5 @@ def spec_of(provider: Any, overrides: Any = None) -> ProviderSpec:
         timeout=float(timeout),
         total_rate=total_rate,
         total_burst=total_burst,
+        fallback=bool(getattr(provider, "fallback", False)),
     )

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from sendcore.errors import ConfigError
+from sendcore.errors import ConfigError, DeliveryReportError
+from sendcore.provider import DeliveryReport
 from sendcore.hookspecs import hookimpl
 from sendcore.send import Accepted, Batch, PermanentFailure, RateLimited, Send, TemporaryFailure
 from sendcore.testing import ProviderContract, VirtualClock
@@ -353,8 +354,12 @@ def test_provider_declaration():
     p = SandboxProvider()
     assert p.name == "sandbox" and tuple(p.channels) == ("sms", "email", "push")
     assert p.max_batch == 100 and p.rate == 100.0
-    assert p.parse_delivery_report({"send_id": "a", "status": "DELIVRD"}) == ("a", True, "DELIVRD")
+    assert p.fallback is True
+    assert p.parse_delivery_report({"send_id": "a", "status": "DELIVRD"}) == DeliveryReport(
+        send_id="a", delivered=True, code="DELIVRD", detail="DELIVRD")
     assert p.parse_delivery_report({"send_id": "a", "status": "??"}) is None
+    with pytest.raises(DeliveryReportError, match="send_id"):
+        p.parse_delivery_report({"status": "DELIVRD"})
 
 
 # --------------------------------------------------------------------------- the contract kit

@@ -32,7 +32,8 @@ from typing import Any, Callable, Mapping, Union
 import msgspec
 
 from sendcore.clock import Cancellable, RealClock, call_at
-from sendcore.provider import Provider, ProviderContext
+from sendcore.errors import DeliveryReportError
+from sendcore.provider import DeliveryReport, Provider, ProviderContext
 from sendcore.send import Accepted, Batch, PermanentFailure, RateLimited, Result, TemporaryFailure
 
 from .options import SandboxOptions
@@ -138,6 +139,8 @@ class SandboxProvider(Provider):
 
     name = "sandbox"
     channels = ("sms", "email", "push")
+    # A development provider: it never makes a channel ambiguous for a real one.
+    fallback = True
     max_batch = 100
     rate = 100.0
     burst = 100
@@ -273,14 +276,17 @@ class SandboxProvider(Provider):
             counters.peak = counters.in_second
         return results
 
-    def parse_delivery_report(self, payload: Any) -> Union[tuple[str, bool, str], None]:
+    def parse_delivery_report(
+        self, payload: Any, *, url: Union[str, None] = None, headers: Union[Mapping[str, str], None] = None,
+    ) -> Union[DeliveryReport, None]:
         """Read a sandbox webhook ``{"send_id": ..., "status": "DELIVRD"|"UNDELIV"}``."""
         if not isinstance(payload, Mapping) or "send_id" not in payload:
-            return None
+            raise DeliveryReportError("sandbox delivery report: expected an object with send_id and status")
         status = str(payload.get("status", ""))
         if status not in ("DELIVRD", "UNDELIV"):
             return None
-        return str(payload["send_id"]), status == "DELIVRD", str(payload.get("detail", status))
+        return DeliveryReport(send_id=str(payload["send_id"]), delivered=status == "DELIVRD",
+                              code=status, detail=str(payload.get("detail", status)))
 
     # Introspection
 
