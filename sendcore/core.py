@@ -37,7 +37,7 @@ from .policies.quiet_hours import QuietHours
 from .policies.smart_sending import SmartSending
 from .policies.spacing import Spacing
 from .policies.suppression import Suppression
-from .provider import ProviderSpec
+from .provider import DeliveryReport, ProviderSpec
 from .routes import Gcra, Route, RouteKey, limits_for
 from .segments import sms_segments
 from .send import (
@@ -77,6 +77,8 @@ DEAD = -1  # cancelled or finished; skipped where it still sits (lazy deletion)
 
 _TRANSACTIONAL = Origin.TRANSACTIONAL
 _SENT = Status.SENT
+#: The longest a delivery report's ``retry_after`` may hold a route.
+_MAX_REPORT_SLOWDOWN = 3600.0
 _KNOWN_ZONES: dict[str, bool] = {}
 
 
@@ -234,6 +236,12 @@ class Core:
         self._reservations: dict[str, Any] = {}
         self._finished: dict[str, Outcome] = {}
         self._finished_order: deque[str] = deque()
+        # Sent messages within retention: where they went (address, route key), for delivery
+        # reports that feed the error segment, suppression or the route's pace; and the
+        # provider's message ids, which reports may name instead of the send id.
+        self._sent_meta: dict[str, tuple[str, tuple[str, str, str, str]]] = {}
+        self._by_provider_id: dict[tuple[str, str], str] = {}
+        self._unknown_reports = 0
         self._outcomes: list[Outcome] = []
         self._by_recipient: dict[str, Union[Entry, list[Entry]]] = {}
         self._by_origin: dict[str, list[Entry]] = {}
@@ -307,6 +315,7 @@ class Core:
             final={k.value: v for k, v in self._final.items()},
             reasons={k.value: v for k, v in self._reasons.items()},
             events={k.value: v for k, v in self._events.items()},
+            unknown_reports=self._unknown_reports,
         )
 
     def explain(self, send_id: str) -> Optional[Explanation]:
@@ -350,6 +359,48 @@ class Core:
 
     # ------------------------------------------------------------------ submit
 
+    @property
+    def channels(self) -> frozenset[str]:
+        """Every channel sends may use: the settings' and the providers'."""
+        return self._channels
+
+    def channel_provider(self, channel: str) -> Union[str, InputError]:
+        """The provider that sends of ``channel`` naming none go to, or the error saying why there is none.
+
+        ``[channels.X] provider`` decides when set; otherwise the one provider
+        serving the channel, where fallback providers (the sandbox) count only
+        when no other provider serves it.
+        """
+        configured = self.settings.channel(channel).provider
+        if configured is not None:
+            st = self._providers.get(configured)
+            if st is None:
+                return InputError("provider", f"[channels.{channel}] provider {configured!r} is not registered "
+                                  f"(registered: {', '.join(sorted(self._providers)) or 'none'})")
+            if channel not in st.spec.channels:
+                return InputError("provider", f"[channels.{channel}] provider {configured!r} does not serve "
+                                  f"channel {channel!r} (it serves {', '.join(st.spec.channels)})")
+            return configured
+        serving = sorted(n for n, p in self._providers.items() if channel in p.spec.channels)
+        real = [n for n in serving if not self._providers[n].spec.fallback]
+        if real:
+            serving = real
+        if len(serving) == 1:
+            return serving[0]
+        if not serving:
+            return InputError("channel", f"no registered provider serves channel {channel!r}")
+        return InputError("provider", f"several providers serve {channel!r} ({', '.join(serving)}); "
+                          f"set send.provider or [channels.{channel}] provider")
+
+    def channel_problems(self) -> list[str]:
+        """What makes sends of some channel fail to find a provider: ambiguity or a bad ``provider`` setting."""
+        out = []
+        for ch in sorted(self._channels):
+            got = self.channel_provider(ch)
+            if isinstance(got, InputError) and got.field == "provider":
+                out.append(f"channel {ch!r}: {got.message}; sends of {ch!r} naming no provider will be rejected")
+        return out
+
     def _provider_for(self, send: Send) -> str:
         """The provider a send goes to (DESIGN §4); raise InputError naming the field."""
         name = send.provider
@@ -362,19 +413,7 @@ class Core:
             return name
         got = self._channel_provider.get(send.channel)
         if got is None:
-            configured = self.settings.channel(send.channel).provider
-            serving = sorted(n for n, p in self._providers.items() if send.channel in p.spec.channels)
-            if configured is not None:
-                got = configured if configured in self._providers else InputError(
-                    "provider", f"[channels.{send.channel}] provider {configured!r} is not registered")
-            elif len(serving) == 1:
-                got = serving[0]
-            elif not serving:
-                got = InputError("channel", f"no registered provider serves channel {send.channel!r}")
-            else:
-                got = InputError("provider", f"several providers serve {send.channel!r} ({', '.join(serving)}); "
-                                 f"set send.provider or [channels.{send.channel}] provider")
-            self._channel_provider[send.channel] = got
+            got = self._channel_provider[send.channel] = self.channel_provider(send.channel)
         if isinstance(got, InputError):
             raise got
         return got
@@ -673,14 +712,53 @@ class Core:
 
     def delivery_report(self, send_id: str, delivered: bool, now: float, detail: str = "") -> bool:
         """Add a ``delivered``/``undelivered`` event to a sent message (R21); False if unknown."""
-        o = self._finished.get(send_id)
-        if o is None or o.status is not Status.SENT:
-            return False
-        status = Status.DELIVERED if delivered else Status.UNDELIVERED
-        self._event(Outcome(send_id=send_id, status=status, reason=Reason.DELIVERY_REPORT, at=now,
-                            attempt=o.attempt, provider=o.provider, provider_id=o.provider_id,
-                            detail=detail, channel=o.channel, recipient=o.recipient))
-        return True
+        return self.delivery(DeliveryReport(send_id=send_id, delivered=delivered, detail=detail), "", now) is not None
+
+    def delivery_target(self, report: DeliveryReport, provider: str) -> Union[Outcome, None]:
+        """The ``sent`` outcome ``report`` is about (by send id or by ``provider``'s message id), or None."""
+        sid = report.send_id or self._by_provider_id.get((provider, report.provider_id), "")
+        o = self._finished.get(sid) if sid else None
+        if o is None or o.status is not _SENT or (provider and o.provider != provider):
+            return None
+        return o
+
+    def delivery(self, report: DeliveryReport, provider: str, now: float) -> Union[Outcome, None]:
+        """Apply a delivery report of ``provider`` ("" = any) to the sent message it names (R21).
+
+        Adds a ``delivered`` or ``undelivered`` event and returns it. An
+        undelivered report may put the address in the error segment
+        (``temporary``, R13), suppress it (``suppress``, R14) or slow the route
+        the message took (``retry_after``). A report naming no sent message
+        within retention is counted (``stats().unknown_reports``) and None is
+        returned.
+        """
+        o = self.delivery_target(report, provider)
+        if o is None:
+            # A count for stats only: unknown reports are not journaled, so not part of the replayed state.
+            self._unknown_reports += 1
+            return None
+        status = Status.DELIVERED if report.delivered else Status.UNDELIVERED
+        detail = f"{report.code}: {report.detail}" if report.code and report.detail != report.code else \
+            (report.detail or report.code)
+        event = Outcome(send_id=o.send_id, status=status, reason=Reason.DELIVERY_REPORT, at=now, attempt=o.attempt,
+                        provider=o.provider, provider_id=o.provider_id, detail=detail, channel=o.channel,
+                        recipient=o.recipient)
+        self._event(event)
+        meta = self._sent_meta.get(o.send_id)
+        if not report.delivered and meta is not None:
+            to, key = meta
+            if report.temporary:
+                self.error_segment.note_error(o.channel, to, now)
+            if report.suppress is not None:
+                self.suppression.add(o.channel, to, report.suppress)
+            wait = report.retry_after
+            route = self._routes.get(key) if wait is not None else None
+            if route is not None and wait == wait and wait > 0:
+                until = now + min(float(wait), _MAX_REPORT_SLOWDOWN)
+                if until > route.blocked_until:
+                    route.blocked_until = until
+                    route.blocked_by = "rate_limited"
+        return event
 
     # ------------------------------------------------------------------ verdicts (called by policies)
 
@@ -974,6 +1052,7 @@ class Core:
         pending, finished, order, outcomes = self._pending, self._finished, self._finished_order, self._outcomes
         by_rec, reservations = self._by_recipient, self._reservations
         sent, accepted_reason = _SENT, Reason.ACCEPTED
+        sent_meta, by_pid = self._sent_meta, self._by_provider_id
         n = 0
         for e, r in zip(entries, results):
             if type(r) is not Accepted or e.where == DEAD:
@@ -985,11 +1064,15 @@ class Core:
             del pending[sid]
             if e.reserved:
                 reservations.pop(sid, None)
+            pid = r.provider_id
             o = Outcome(send_id=sid, status=sent, reason=accepted_reason, at=now, attempt=e.attempt,
-                        provider=provider, provider_id=r.provider_id, channel=s.channel, recipient=s.recipient)
+                        provider=provider, provider_id=pid, channel=s.channel, recipient=s.recipient)
             outcomes.append(o)
             finished[sid] = o
             order.append(sid)
+            sent_meta[sid] = (s.to, e.route)
+            if pid:
+                by_pid[(provider, pid)] = sid
             n += 1
             rec = s.recipient
             got = by_rec.get(rec)
@@ -1152,6 +1235,8 @@ class Core:
             order.popleft()
             if o is not None:
                 del finished[sid]
+                if self._sent_meta.pop(sid, None) is not None and o.provider_id:
+                    self._by_provider_id.pop((o.provider, o.provider_id), None)
 
     # ------------------------------------------------------------------ recovery (the journal, R22)
 
@@ -1189,7 +1274,7 @@ class Core:
     _STATE_FIELDS = (
         "_pending", "_wheel", "_dead_in_wheel", "_routes", "_ready", "_ready_seq", "_inflight", "_batch_seq",
         "_reservations", "_finished", "_finished_order", "_by_recipient", "_by_origin", "_origin_live",
-        "_now", "_submitted", "_rejected", "_final", "_reasons", "_events", "_epoch",
+        "_now", "_submitted", "_rejected", "_final", "_reasons", "_events", "_epoch", "_sent_meta",
     )
 
     def export_state(self) -> dict[str, Any]:
@@ -1219,6 +1304,8 @@ class Core:
             if f in state:
                 setattr(self, f, state[f])
         self._outcomes = list(state.get("outcomes", ()))
+        self._by_provider_id = {(o.provider, o.provider_id): sid for sid, o in self._finished.items()
+                                if o.provider_id and o.status is _SENT and sid in self._sent_meta}
         old_providers: dict[str, _ProviderState] = state["providers"]
         for name, old in old_providers.items():
             new = self._providers.get(name)

@@ -17,20 +17,21 @@ time in jumps from one wake-up to the next.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import weakref
 from functools import partial
 from collections import deque
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Awaitable, Coroutine, Iterable, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Coroutine, Iterable, Mapping, TypeVar, Union
 
 import msgspec
 
 from .clock import RealClock, call_at
 from .core import Checked, Core
-from .errors import ConfigError, JournalError, PendingLimitError
+from .errors import ConfigError, DeliveryReportError, JournalError, PendingLimitError
 from .plugins import PluginHost
-from .provider import ProviderSpec, spec_of
+from .provider import DeliveryReport, ProviderSpec, spec_of
 from .send import (
     Accepted, Batch, CancelReport, Explanation, InvalidResult, Outcome, PermanentFailure, RateLimited, Rejection,
     Send, Stats, Status, SubmitReport, TemporaryFailure,
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "OutcomeStream"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("sendcore")
 
 _NEW, _RUNNING, _CLOSING, _CLOSED = "new", "running", "closing", "closed"
 
@@ -239,6 +242,8 @@ class Engine:
         else:
             self._core = build(self._settings, list(self._specs.values()))
         self._outcome_hook = host.outcome if host.wants_outcomes else None
+        for problem in self._core.channel_problems():
+            log.warning("sendcore: %s", problem)
         try:
             for p in providers:
                 start = getattr(p, "start", None)
@@ -592,22 +597,71 @@ class Engine:
 
     def delivery_report(self, send_id: str, delivered: bool, detail: str = "") -> bool:
         """Add a ``delivered``/``undelivered`` event to a sent message (R21); False if unknown."""
+        return self._apply_delivery(DeliveryReport(send_id=send_id, delivered=delivered, detail=detail), "") is not None
+
+    async def report_delivery(
+        self, provider: str, payload: Any, *, url: Union[str, None] = None,
+        headers: Union[Mapping[str, str], None] = None,
+    ) -> Union[Outcome, None]:
+        """Hand one delivery-report callback to ``provider``'s ``parse_delivery_report`` and apply it (R21).
+
+        ``payload`` is the callback's decoded fields (for Twilio, its form
+        fields); ``url`` and ``headers`` are the request's, for providers that
+        check a signature. Returns the ``delivered``/``undelivered`` event
+        added, or None when the callback reports no final status (such as
+        Twilio's "sent") or names no message sent within retention (counted in
+        ``stats().unknown_reports``). An undelivered report can put the
+        address in the error segment (R13), suppress it (R14) or slow its
+        route down. Raises ``DeliveryReportError`` for a payload the provider
+        rejects (a bad signature, missing fields) and ``KeyError`` for an
+        unknown provider name.
+        """
+        self._require_core()
+        p = self._providers.get(provider)
+        if p is None:
+            raise KeyError(f"report_delivery: no provider is named {provider!r} "
+                           f"(providers: {', '.join(sorted(self._providers)) or 'none'})")
+        parse = getattr(p, "parse_delivery_report", None)
+        if parse is None:
+            raise DeliveryReportError(f"provider {provider!r} does not parse delivery reports")
+        try:
+            got = parse(payload, url=url, headers=headers)
+        except TypeError:
+            got = parse(payload)  # a provider written for the one-argument form
+        except DeliveryReportError:
+            raise
+        if got is None:
+            return None
+        if isinstance(got, tuple) and len(got) == 3:
+            got = DeliveryReport(send_id=str(got[0]), delivered=bool(got[1]), detail=str(got[2]))
+        if not isinstance(got, DeliveryReport):
+            raise DeliveryReportError(f"provider {provider!r}: parse_delivery_report returned "
+                                      f"{type(got).__name__}, not a DeliveryReport or None")
+        event = self._apply_delivery(got, provider)
+        if isinstance(event, asyncio.Future):
+            event = await event
+        return event if isinstance(event, Outcome) else None
+
+    def _apply_delivery(self, report: DeliveryReport, provider: str) -> Any:
+        """Apply ``report`` now, or once the inputs queued before it are durable; the event, None or a future."""
         core = self._require_core()
         now = self._clock.now()
         if self._journal is None:
-            known = core.delivery_report(send_id, delivered, now, detail)
+            event = core.delivery(report, provider, now)
         else:
             from .journal.frames import Delivery, encode_frame
 
-            o = core.outcome(send_id)
-            if o is None or o.status is not Status.SENT:
-                return False
-            got = self._journal.run(encode_frame(Delivery(now=now, send_id=send_id, delivered=delivered,
-                                                          detail=detail)),
-                                    lambda: core.delivery_report(send_id, delivered, now, detail), False)
-            known = got if isinstance(got, bool) else True
+            target = core.delivery_target(report, provider)
+            if target is None:
+                return core.delivery(report, provider, now)  # counts it; nothing to journal
+            # Journaled by send id, so replay does not depend on the provider-id index.
+            frame = Delivery(now=now, send_id=target.send_id, delivered=report.delivered, detail=report.detail,
+                             provider=provider, code=report.code, temporary=report.temporary,
+                             suppress=report.suppress, retry_after=report.retry_after)
+            resolved = msgspec.structs.replace(report, send_id=target.send_id)
+            event = self._journal.run(encode_frame(frame), lambda: core.delivery(resolved, provider, now), False)
         self._flush()
-        return known
+        return event
 
     @property
     def journal(self) -> Union[JournalStats, None]:

@@ -246,3 +246,5 @@ class Stats(msgspec.Struct, kw_only=True, frozen=True):
     final: dict[str, int]
     reasons: dict[str, int]
     events: dict[str, int]
+    #: Delivery reports that named no sent message within retention (counted, not errors).
+    unknown_reports: int = 0

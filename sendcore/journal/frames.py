@@ -87,12 +87,18 @@ class Unsuppress(msgspec.Struct, tag="u", array_like=True, gc=False):
 
 
 class Delivery(msgspec.Struct, tag="d", array_like=True, gc=False):
-    """``Core.delivery_report``."""
+    """``Core.delivery``: one delivery report, as the provider's parser read it."""
 
     now: float
     send_id: str
     delivered: bool
     detail: str
+    provider: str = ""
+    provider_id: str = ""
+    code: str = ""
+    temporary: bool = False
+    suppress: Union[str, None] = None
+    retry_after: Union[float, None] = None
 
 
 class Requeue(msgspec.Struct, tag="q", array_like=True, gc=False):

@@ -49,7 +49,7 @@ import msgspec
 
 from ..core import Checked
 from ..errors import JournalError, PendingLimitError
-from ..provider import ProviderSpec
+from ..provider import DeliveryReport, ProviderSpec
 from ..send import Rejection
 from ..settings import Settings
 from . import files
@@ -137,7 +137,10 @@ def apply_frame(core: Any, frame: Frame) -> None:
     elif t is Unsuppress:
         core.unsuppress(frame.channel, frame.address, frame.now)
     elif t is Delivery:
-        core.delivery_report(frame.send_id, frame.delivered, frame.now, frame.detail)
+        core.delivery(DeliveryReport(send_id=frame.send_id, delivered=frame.delivered, detail=frame.detail,
+                                     provider_id=frame.provider_id, code=frame.code, temporary=frame.temporary,
+                                     suppress=frame.suppress, retry_after=frame.retry_after),  # type: ignore[arg-type]
+                      frame.provider, frame.now)
     elif t is Requeue:
         core.requeue_in_flight(frame.now)
 
