@@ -790,20 +790,30 @@ class Engine:
         error: Union[str, None] = None
         results: Any = None
         scope = asyncio.timeout(None)
+        calling = getattr(clock, "calling", None)
         try:
             async with scope:
                 # The deadline is set on the engine's clock, so it is virtual on a
                 # VirtualClock; at expiry it moves the asyncio timeout to "now",
                 # which cancels the call the standard way.
                 timer = call_at(clock, clock.now() + timeout, lambda: scope.reschedule(loop.time()))
+                # On a VirtualClock, time stands still while the call does real I/O,
+                # so the deadline is also kept on the wall clock.
+                wall = loop.call_later(timeout, scope.reschedule, loop.time()) if calling is not None else None
                 try:
-                    results = await provider.send(batch)
+                    if calling is None:
+                        results = await provider.send(batch)
+                    else:
+                        with calling():
+                            results = await provider.send(batch)
                     # Yield once before recording: when the scheduler just started many
                     # batches, every provider call gets under way before the first
                     # answer is recorded (recording a large batch takes a while).
                     await asyncio.sleep(0)
                 finally:
                     timer.cancel()
+                    if wall is not None:
+                        wall.cancel()
         except TimeoutError as exc:
             if scope.expired():
                 error = f"timeout: provider {batch.provider!r} did not answer within {timeout:g}s"

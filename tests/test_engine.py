@@ -282,29 +282,57 @@ def test_a_provider_that_raises_is_a_temporary_failure_then_retried(run: Any) ->
     assert rec.call_times() == [0.0, 10.0]  # retry.base_delay = 10s, no jitter
 
 
-def test_a_hung_provider_times_out_on_the_virtual_clock(run: Any) -> None:
-    """A call that never answers is cut at the provider's timeout (virtual seconds) and retried."""
+def test_a_hung_provider_times_out_on_the_wall_clock_while_virtual_time_stands_still(run: Any) -> None:
+    """A call waiting on something other than the clock holds virtual time; its timeout runs on the wall clock."""
 
     async def answer(p: Recorder, batch: Batch, call: int) -> list[Result]:
         if call == 1:
             await asyncio.Event().wait()  # hangs forever, not on the clock
         return [Accepted() for _ in batch.sends]
 
-    rec = Recorder(answer=answer, timeout=2.0)
+    rec = Recorder(answer=answer, timeout=0.3)
 
-    async def main() -> list[Outcome]:
+    async def main() -> tuple[list[Outcome], float]:
         async with virtual_engine(rec) as engine:
             stream = engine.outcomes()
+            t0 = time.monotonic()
             await engine.submit([sms(1, START)])
             await engine.drain()
-        return await collect(stream)
+            took = time.monotonic() - t0
+        return await collect(stream), took
 
-    outcomes = run(main())
+    outcomes, took = run(main())
     assert outcomes[0].status is Status.RETRYING
-    assert outcomes[0].detail == "timeout: provider 'rec' did not answer within 2s"
-    assert outcomes[0].at == START + 2
-    assert outcomes[1].status is Status.SENT and outcomes[1].at == START + 12
+    assert outcomes[0].detail == "timeout: provider 'rec' did not answer within 0.3s"
+    assert outcomes[0].at == START  # virtual time did not move while the call hung
+    assert took >= 0.3
+    assert outcomes[1].status is Status.SENT and outcomes[1].at == START + 10
     assert rec.active == 0  # the hung call was cancelled, not left behind
+
+
+def test_a_call_sleeping_on_the_clock_times_out_in_virtual_time(run: Any) -> None:
+    """A simulated provider sleeping on context.clock past its timeout is cut at the virtual deadline, at once."""
+
+    async def answer(p: Recorder, batch: Batch, call: int) -> list[Result]:
+        if call == 1:
+            await p.clock.sleep(3600)  # simulated latency far beyond the timeout
+        return [Accepted() for _ in batch.sends]
+
+    rec = Recorder(answer=answer, timeout=2.0)
+
+    async def main() -> tuple[list[Outcome], float]:
+        async with virtual_engine(rec) as engine:
+            stream = engine.outcomes()
+            t0 = time.monotonic()
+            await engine.submit([sms(1, START)])
+            await engine.drain()
+            took = time.monotonic() - t0
+        return await collect(stream), took
+
+    outcomes, took = run(main())
+    assert outcomes[0].status is Status.RETRYING and outcomes[0].at == START + 2
+    assert outcomes[1].status is Status.SENT and outcomes[1].at == START + 12
+    assert took < 1.0
 
 
 def test_fewer_results_than_sends_fails_the_batch_clearly_and_retries_it(run: Any) -> None:

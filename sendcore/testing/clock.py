@@ -18,18 +18,28 @@ engine's scheduler waking for the core's next due send never race, whatever
 loop runs them, and a run of a simulated week gives the same outcomes, in the
 same order, every time. Settling costs a few loop iterations per fired timer.
 
+Real I/O: the engine runs each provider call inside ``calling()``. While a
+call is in flight and not sleeping on this clock (it waits on a socket, a
+real sleep, anything else), virtual time stands still, so a provider talking
+to a real server sees no false timeouts; the engine then measures the call's
+timeout on the wall clock as well. A call that sleeps on the clock (simulated
+latency, also from tasks it starts) lets time move as usual. Other real work
+can hold time with ``hold(future)`` (the journal's fsync does).
+
 Caveat: a task that never blocks (``while True: await asyncio.sleep(0)``) keeps
-the loop from settling, and real I/O or real-time sleeps are not waited for:
-a task blocked on a socket counts as blocked, and virtual time moves on.
+the loop from settling; real I/O outside a provider call (or ``hold``) is not
+waited for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import math
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterator, Union
 
 __all__ = ["VirtualClock", "VirtualTimer"]
 
@@ -86,6 +96,20 @@ def _epoch(value: Union[float, int, datetime], field: str) -> float:
     raise TypeError(f"{field}: expected epoch seconds or an aware datetime, got {type(value).__name__}")
 
 
+class _Call:
+    """One provider call in flight: how many of its waits are sleeps on the clock right now."""
+
+    __slots__ = ("sleeping", "live")
+
+    def __init__(self) -> None:
+        self.sleeping = 0
+        self.live = True
+
+
+# The provider call the current task (or the task that started it) belongs to.
+_CALL: contextvars.ContextVar[Union[_Call, None]] = contextvars.ContextVar("sendcore_virtual_call", default=None)
+
+
 def _release(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -114,6 +138,7 @@ class VirtualClock:
         self._soon = 0  # timers handed to loop.call_soon (due when set) that have not run yet
         self._driving = False
         self._held = 0  # real work (a journal fsync) that time must wait for
+        self._real_calls = 0  # provider calls in flight that are not sleeping on this clock
 
     # The Clock protocol
 
@@ -128,10 +153,19 @@ class VirtualClock:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         timer = self.call_at(self._now + seconds, lambda: _release(fut))
+        call = _CALL.get()
+        if call is not None and call.live:
+            if call.sleeping == 0:
+                self._real_calls -= 1
+            call.sleeping += 1
         try:
             await fut
         finally:
             timer.cancel()
+            if call is not None and call.live:
+                call.sleeping -= 1
+                if call.sleeping == 0:
+                    self._real_calls += 1
 
     def call_at(self, when: float, callback: Callable[[], Any]) -> VirtualTimer:
         """Run ``callback()`` when virtual time reaches ``when``.
@@ -199,6 +233,30 @@ class VirtualClock:
     def _unhold(self, fut: asyncio.Future[Any]) -> None:
         self._held -= 1
 
+    @contextmanager
+    def calling(self) -> Iterator[None]:
+        """Mark the current task's work as a provider call (see the module docstring).
+
+        Inside it, virtual time moves only while the call (or a task it
+        started) sleeps on this clock; any other wait is taken for real I/O,
+        and time waits for it.
+        """
+        call = _Call()
+        token = _CALL.set(call)
+        self._real_calls += 1
+        try:
+            yield
+        finally:
+            if call.sleeping == 0:
+                self._real_calls -= 1
+            call.live = False
+            _CALL.reset(token)
+
+    @property
+    def real_work(self) -> bool:
+        """True while real work holds time still: a ``hold`` future or a provider call not sleeping on the clock."""
+        return bool(self._held or self._real_calls)
+
     # Driving
 
     async def settle(self) -> None:
@@ -211,15 +269,15 @@ class VirtualClock:
         me = asyncio.current_task()
         quiet = 0
         while quiet < 2:
-            if self._held:
-                quiet = 0
-                await asyncio.sleep(0.0002)  # real time: let the other thread finish its work
-                continue
             await asyncio.sleep(0)
-            if self._soon == 0 and _all_blocked(me):
-                quiet += 1
-            else:
+            if self._soon or not _all_blocked(me):
                 quiet = 0
+            elif self._held or self._real_calls:
+                # Every task waits, some on real work (another thread, a socket): wait real time for it.
+                quiet = 0
+                await asyncio.sleep(0.0002)
+            else:
+                quiet += 1
 
     async def run_until(
         self,
