@@ -62,9 +62,28 @@ def test_a_good_provider_passes_every_check(clock: str) -> None:
 
 
 def test_checks_needing_input_are_skipped_saying_what_to_give() -> None:
-    report = run_kit(Carrier, failing_sends=[], rate_limit_options=None)
+    report = run_kit(Carrier, failing_sends=[], rate_limit_options=None, strict=False)
     assert set(report.skipped) == {"error_mapping", "rate_limit"}
     assert "failing_sends" in report.skipped["error_mapping"]
+    assert not report.ok  # a run with skips is not a pass
+    assert "skipped error_mapping: no failing_sends given" in report.summary()
+
+
+def test_strict_by_default_a_skipped_check_fails_the_run() -> None:
+    failed = failing(Carrier, failing_sends=[], rate_limit_options=None)
+    assert set(failed) == {"error_mapping", "rate_limit"}
+    assert failed["error_mapping"].startswith("skipped (no failing_sends given")
+    assert "strict=False" in failed["rate_limit"]
+    assert run_kit(Carrier).ok  # with everything given, nothing is skipped
+
+
+def test_check_provider_documents_every_keyword_argument() -> None:
+    import inspect
+
+    doc = check_provider.__doc__ or ""
+    params = [p for p in inspect.signature(check_provider).parameters]
+    missing = [p for p in params if f"``{p}" not in doc]
+    assert not missing, f"check_provider's docstring does not document {missing}"
 
 
 def failing(factory: Any, **kw: Any) -> dict[str, str]:
@@ -150,7 +169,8 @@ def test_not_idempotent() -> None:
 
     failed = failing(Fresh, failing_sends=[], rate_limit_options=None)
     assert "a replay must return the same Accepted" in failed["idempotency"]
-    assert run_kit(Fresh, idempotent=False, failing_sends=[], rate_limit_options=None).skipped["idempotency"].startswith("idempotent=False")
+    report = run_kit(Fresh, idempotent=False, failing_sends=[], rate_limit_options=None, strict=False)
+    assert report.skipped["idempotency"].startswith("idempotent=False")
 
 
 def test_bad_declaration() -> None:
@@ -170,3 +190,47 @@ class TestCarrierContract(ProviderContract):
     @pytest.fixture
     def provider_factory(self) -> Any:
         return Carrier
+
+
+class TestCarrierContractWithAPlainMethod(ProviderContract):
+    """``provider_factory`` written as a plain method works exactly as the fixture form."""
+
+    clock = "virtual"
+    failing_sends = [BAD]
+    rate_limit_options = {"capacity": 3}
+
+    def provider_factory(self) -> Any:
+        return Carrier
+
+
+class TestStrictContractFailsOnMissingInput(ProviderContract):
+    """With nothing to overload the provider, the rate_limit check fails under the default strict mode."""
+
+    clock = "virtual"
+    failing_sends = [BAD]
+
+    def provider_factory(self) -> Any:
+        return Carrier
+
+    def test_rate_limit(self, request: Any) -> None:
+        with pytest.raises(pytest.fail.Exception, match="rate_limit: skipped .*strict=False"):
+            super().test_rate_limit(request)
+
+
+def test_the_readme_contract_example_runs_as_written(tmp_path: Any) -> None:
+    """The README's ProviderContract example, copied out verbatim, passes under pytest."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    m = re.search(r"```python\n(# test_acme_contract\.py.*?)```", readme, re.S)
+    assert m, "README.md has no ```python block starting with '# test_acme_contract.py'"
+    (tmp_path / "test_acme_contract.py").write_text(m.group(1))
+    examples = Path(__file__).parent.parent / "examples" / "acme_sms"
+    env = dict(__import__("os").environ, PYTHONPATH=str(examples))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "7 passed" in r.stdout

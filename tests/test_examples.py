@@ -18,6 +18,7 @@ from sendcore.testing.contract import CHECKS
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "acme_sms"))
 import acme_sms  # noqa: E402
+from acme_api import AcmeApi, serve  # noqa: E402
 
 
 def test_embedding_example_prints_the_flow_stopped_by_the_conversion():
@@ -26,40 +27,6 @@ def test_embedding_example_prints_the_flow_stopped_by_the_conversion():
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "embed.py")], capture_output=True, text=True,
                          env=env, timeout=120, check=True).stdout.split("\n")
     assert out[:3] == ["cart-2 sent", "cart-24 sent", "cart-48 cancelled"]
-
-
-class AcmeApi:
-    """A local stand-in for a Twilio-like REST API, on a real aiohttp server on 127.0.0.1."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[float, str, str]] = []
-        self.seen: dict[str, str] = {}
-
-    async def messages(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        key = request.headers["Idempotency-Key"]
-        to = body["to"]
-        self.requests.append((time.monotonic(), key, to))
-        first = sum(1 for _, k, _ in self.requests if k == key) == 1
-        if to.endswith("0000"):
-            return web.Response(status=404, text="not a mobile number")
-        if to.endswith("9") and first:
-            return web.Response(status=429, headers={"Retry-After": "1"}, text="slow down")
-        if to.endswith("8") and first:
-            return web.Response(status=503, text="carrier busy")
-        sid = self.seen.setdefault(key, f"SM{len(self.seen):04d}")
-        return web.json_response({"sid": sid}, status=201)
-
-
-async def serve(api: AcmeApi) -> tuple[web.AppRunner, str]:
-    app = web.Application()
-    app.router.add_post("/messages", api.messages)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    return runner, f"http://127.0.0.1:{port}"
 
 
 def test_acme_provider_passes_the_contract_kit_against_a_real_http_server():

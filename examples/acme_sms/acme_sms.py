@@ -5,8 +5,11 @@ from sendcore import Accepted, PermanentFailure, Provider, RateLimited, Temporar
 class AcmeSms(Provider):
     name, channels, max_batch, rate, burst, timeout = "acme", ("sms",), 1, 1.0, 1, 10.0
 
+    def __init__(self, url=None):
+        self.url = url  # or [providers.acme.options] url
+
     async def start(self, context):
-        self.http = aiohttp.ClientSession(context.settings.get("url", "https://api.acme.test"))
+        self.http = aiohttp.ClientSession(self.url or context.settings.get("url", "https://api.acme.test"))
 
     async def send(self, batch):
         s = batch.sends[0]  # the send id is the idempotency key: a retry after a crash is not sent twice

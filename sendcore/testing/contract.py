@@ -4,18 +4,28 @@ Two ways in, like trio's ``check_one_way_stream`` and fsspec's abstract tests:
 
 - ``await check_provider(factory, ...)`` runs every check and raises
   ``ContractError`` listing what failed (it returns a ``ContractReport``);
-- subclass ``ProviderContract`` in your test suite and override the
-  ``provider_factory`` fixture (and, optionally, the class attributes); each
-  check becomes one pytest test::
+- subclass ``ProviderContract`` in your test suite and override
+  ``provider_factory`` (and, optionally, the class attributes); each check
+  becomes one pytest test. ``provider_factory`` returns a callable building a
+  fresh provider; write it as a plain method, or as a pytest fixture when it
+  needs other fixtures (a local test server, say)::
 
       from sendcore.testing import ProviderContract
 
       class TestMyProvider(ProviderContract):
           failing_sends = [Send(id="bad", recipient="r", channel="sms", to="+33612000000", origin="flow")]
+          rate_limit_options = {"capacity": 1}
 
-          @pytest.fixture
           def provider_factory(self):
               return lambda: MyProvider(api_key="test")
+
+Skipped checks are not passes. A check that needs something you did not give
+(``failing_sends`` for ``error_mapping``, ``rate_limit_options`` or
+``rate_limit_sends`` for ``rate_limit``, ``idempotent=False`` for
+``idempotency``) is *skipped, with the reason*; with ``strict=True`` (the
+default, in ``check_provider`` and in ``ProviderContract``) a skip fails the
+run, so a partial check never looks like a pass. Set ``strict=False`` to see
+skips reported instead (``ContractReport.skipped``, pytest's skip summary).
 
 What is checked:
 
@@ -103,8 +113,15 @@ class ContractReport(msgspec.Struct, kw_only=True):
 
     @property
     def ok(self) -> bool:
-        """True when no check failed."""
-        return not self.failed
+        """True when every check ran and passed: nothing failed, nothing skipped."""
+        return not self.failed and not self.skipped
+
+    def summary(self) -> str:
+        """One line per check: passed, skipped (with why) or failed (with why)."""
+        lines = [f"passed  {name}" for name in self.passed]
+        lines += [f"skipped {name}: {why}" for name, why in self.skipped.items()]
+        lines += [f"FAILED  {name}: {why}" for name, why in self.failed.items()]
+        return "\n".join(lines)
 
 
 def default_send(i: int, channel: str) -> Send:
@@ -486,19 +503,35 @@ async def check_provider(
     clock: ClockKind = "real",
     start: float = 1_800_000_000.0,
     checks: Sequence[str] = CHECKS,
+    strict: bool = True,
 ) -> ContractReport:
     """Run the provider contract checks against providers made by ``factory``; raise ``ContractError`` if any fails.
 
-    ``factory()`` returns a fresh provider (or an awaitable of one); each
-    check starts its own instance with ``options`` as ``context.settings``.
-    ``channels`` limits the channels exercised (default: all declared).
-    ``make_send(i, channel)`` builds valid sends (default: transactional
-    sends with plausible addresses). ``failing_sends`` are sends the provider
-    must answer with a failure result; ``rate_limit_options`` (options that
-    make the provider easy to overload) or ``rate_limit_sends`` drive the
-    rate-limit check. ``clock`` is "real" or "virtual" (see the module
-    docstring); ``start`` is the virtual clock's start instant.
-    Returns the ``ContractReport`` when every check passed or was skipped.
+    Keyword arguments:
+
+    - ``factory()``: returns a fresh provider (or an awaitable of one); each
+      check builds its own instance and starts it with ``options``.
+    - ``channels``: the channels exercised (default: every declared one).
+    - ``make_send(i, channel)``: builds the ``i``-th valid send on a channel
+      (default ``default_send``: transactional sends with plausible addresses).
+    - ``failing_sends``: sends the provider must answer with a failure result
+      (needed by ``error_mapping``).
+    - ``rate_limit_sends``: sends the provider answers with ``RateLimited``;
+      or ``rate_limit_options``: options that make it easy to overload (one of
+      them is needed by ``rate_limit``).
+    - ``options``: the ``context.settings`` every check starts the provider
+      with (what ``[providers.NAME.options]`` would give it).
+    - ``idempotent``: the provider promises that a resent ``send.id`` is
+      answered as before (checked by ``idempotency``; False skips it).
+    - ``clock``: "real" (wall clock, for providers doing real I/O) or
+      "virtual" (for providers that only sleep on ``context.clock``).
+    - ``start``: the virtual clock's first instant (epoch seconds).
+    - ``checks``: which checks to run (default: all of ``CHECKS``).
+    - ``strict``: a skipped check fails the run (default True); with False,
+      skips are only reported in ``ContractReport.skipped``.
+
+    Returns the ``ContractReport`` (``report.summary()`` prints it) when no
+    check failed.
     """
     unknown = [c for c in checks if c not in CHECKS]
     if unknown:
@@ -522,6 +555,8 @@ async def check_provider(
             await getattr(kit, f"check_{name}")()
         except _Skip as why:
             report.skipped[name] = str(why)
+            if strict:
+                report.failed[name] = _skip_failure(name, str(why))
         except ContractError as exc:
             report.failed[name] = str(exc)
         else:
@@ -532,13 +567,22 @@ async def check_provider(
     return report
 
 
-class _ProviderContract:
+def _skip_failure(check: str, why: str) -> str:
+    return (f"{check}: skipped ({why}); with strict=True a skipped check fails: give what it needs, "
+            "or pass strict=False to accept the skip")
+
+
+class ProviderContract:
     """A pytest base class: subclass it, override ``provider_factory``, and each check is a test.
 
-    Class attributes mirror ``check_provider``'s keyword arguments:
-    ``channels``, ``failing_sends``, ``rate_limit_sends``, ``rate_limit_options``,
-    ``options``, ``idempotent``, ``clock`` ("real" or "virtual"), ``make_send``.
-    A check that needs something not given is skipped, saying what to give.
+    ``provider_factory`` returns a callable that builds a fresh provider: a
+    plain method, or a pytest fixture of that name (when it needs other
+    fixtures). Class attributes mirror ``check_provider``'s keyword
+    arguments: ``channels``, ``failing_sends``, ``rate_limit_sends``,
+    ``rate_limit_options``, ``options``, ``idempotent``, ``clock`` ("real" or
+    "virtual"), ``make_send``, ``strict``. A check that needs something not
+    given fails, saying what to give; with ``strict = False`` it is skipped
+    with that reason instead.
     """
 
     channels: Union[Sequence[str], None] = None
@@ -549,12 +593,21 @@ class _ProviderContract:
     idempotent: bool = True
     clock: ClockKind = "real"
     make_send: Callable[[int, str], Send] = staticmethod(default_send)  # type: ignore[assignment]
+    strict: bool = True
 
     def provider_factory(self) -> Callable[[], Any]:
-        """Override (as a pytest fixture): return a callable that builds a fresh provider."""
-        raise NotImplementedError("override the provider_factory fixture to return a callable building your provider")
+        """Override: return a callable that builds a fresh provider (a plain method or a pytest fixture)."""
+        raise NotImplementedError("override provider_factory to return a callable building your provider")
 
-    def _run(self, factory: Callable[[], Any], check: str) -> None:
+    def _factory(self, request: Any) -> Callable[[], Any]:
+        # A fixture named provider_factory wins; a plain method override is called directly.
+        try:
+            return request.getfixturevalue("provider_factory")
+        except pytest.FixtureLookupError:  # type: ignore[union-attr]
+            return self.provider_factory()
+
+    def _run(self, request: Any, check: str) -> None:
+        factory = self._factory(request)
         kit = _Kit(
             factory,
             channels=self.channels,
@@ -570,48 +623,35 @@ class _ProviderContract:
         try:
             asyncio.run(getattr(kit, f"check_{check}")())
         except _Skip as why:
+            if self.strict:
+                pytest.fail(_skip_failure(check, str(why)), pytrace=False)  # type: ignore[union-attr]
             pytest.skip(str(why))  # type: ignore[union-attr]
 
-    def test_declaration(self, provider_factory: Callable[[], Any]) -> None:
+    def test_declaration(self, request: Any) -> None:
         """The provider declares name, channels, limits and async methods correctly."""
-        self._run(provider_factory, "declaration")
+        self._run(request, "declaration")
 
-    def test_results(self, provider_factory: Callable[[], Any]) -> None:
+    def test_results(self, request: Any) -> None:
         """One valid Result per send, for a batch of one and a larger batch on every channel."""
-        self._run(provider_factory, "results")
+        self._run(request, "results")
 
-    def test_engine_batches(self, provider_factory: Callable[[], Any]) -> None:
+    def test_engine_batches(self, request: Any) -> None:
         """Driven by the engine: batches within max_batch, ids passed through, no contract errors."""
-        self._run(provider_factory, "engine_batches")
+        self._run(request, "engine_batches")
 
-    def test_idempotency(self, provider_factory: Callable[[], Any]) -> None:
+    def test_idempotency(self, request: Any) -> None:
         """Sending an accepted send again returns the same Accepted."""
-        self._run(provider_factory, "idempotency")
+        self._run(request, "idempotency")
 
-    def test_error_mapping(self, provider_factory: Callable[[], Any]) -> None:
+    def test_error_mapping(self, request: Any) -> None:
         """Per-send errors come back as failure results at their own positions."""
-        self._run(provider_factory, "error_mapping")
+        self._run(request, "error_mapping")
 
-    def test_timeout(self, provider_factory: Callable[[], Any]) -> None:
+    def test_timeout(self, request: Any) -> None:
         """A full batch finishes within the declared timeout."""
-        self._run(provider_factory, "timeout")
+        self._run(request, "timeout")
 
-    def test_rate_limit(self, provider_factory: Callable[[], Any]) -> None:
+    def test_rate_limit(self, request: Any) -> None:
         """Overload yields RateLimited with a positive retry_after."""
-        self._run(provider_factory, "rate_limit")
+        self._run(request, "rate_limit")
 
-
-if pytest is not None:
-
-    class ProviderContract(_ProviderContract):
-        __doc__ = _ProviderContract.__doc__
-
-        @pytest.fixture
-        def provider_factory(self) -> Callable[[], Any]:
-            """Override: return a callable that builds a fresh provider."""
-            raise NotImplementedError(
-                "override the provider_factory fixture to return a callable building your provider"
-            )
-
-else:  # pragma: no cover
-    ProviderContract = _ProviderContract  # type: ignore[misc,assignment]
