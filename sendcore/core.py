@@ -1116,7 +1116,8 @@ class Core:
                 continue
             if t is TemporaryFailure:
                 s = e.send
-                self.error_segment.note_error(s.channel, s.to, now)
+                if r.address_fault:
+                    self.error_segment.note_error(s.channel, s.to, now)
                 retry(e, now, f"{r.code}: {r.message}" if r.code else r.message)
             elif t is PermanentFailure:
                 if r.suppress is not None:

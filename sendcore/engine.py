@@ -29,9 +29,10 @@ import msgspec
 
 from .clock import RealClock, call_at
 from .core import Checked, Core
-from .errors import ConfigError, DeliveryReportError, JournalError, PendingLimitError
+from .errors import DeliveryReportError, JournalError, PendingLimitError
+from .assembly import assemble
 from .plugins import PluginHost
-from .provider import DeliveryReport, ProviderSpec, spec_of
+from .provider import DeliveryReport, ProviderSpec
 from .send import (
     Accepted, Batch, CancelReport, Explanation, InvalidResult, Outcome, PermanentFailure, RateLimited, Rejection,
     Send, Stats, Status, SubmitReport, TemporaryFailure,
@@ -207,30 +208,19 @@ class Engine:
     async def start(self) -> None:
         """Load plugins, build the core, start providers and the scheduler.
 
-        Raises ``PluginError`` for a broken plugin and ``ConfigError`` for a
-        ``[providers.NAME]`` section naming no registered provider.
+        Raises ``PluginError`` for a broken plugin and ``ConfigError`` naming
+        the key for a bad setting or provider option, or a ``[providers.NAME]``
+        section naming no registered provider (``sendcore check-config`` runs
+        the same checks without starting anything).
         """
         if self._state is not _NEW:
             raise RuntimeError(f"Engine.start: the engine is {self._state}; an engine starts once")
         self._loop = asyncio.get_running_loop()
         host = self._host
-        providers = host.providers()
+        parts = assemble(self._settings, host)
         configured = self._settings.providers
-        names = [p.name for p in providers]
-        for name in configured:
-            if name not in names:
-                raise ConfigError(
-                    f"providers.{name}: no registered provider is named {name!r} "
-                    f"(registered: {', '.join(sorted(names)) or 'none'})"
-                )
-        self._providers = {p.name: p for p in providers}
-        self._specs = {p.name: spec_of(p, configured.get(p.name)) for p in providers}
-        resolve_timezone, lookup_carrier, policies = host.timezone_resolver(), host.carrier_lookup(), host.policies()
-
-        def build(settings: Settings, specs: list[ProviderSpec]) -> Core:
-            return Core(settings, providers=specs, resolve_timezone=resolve_timezone,
-                        lookup_carrier=lookup_carrier, policies=policies)
-
+        providers = list(parts.providers.values())
+        self._providers, self._specs, build = parts.providers, parts.specs, parts.build
         if self._settings.journal.path:
             from .journal import Journal
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple, 
 import pluggy
 
 from . import hookspecs
-from .errors import SendcoreError
+from .errors import ConfigError, SendcoreError
 
 if TYPE_CHECKING:
     from .send import Outcome, Send
@@ -312,8 +312,8 @@ class PluginHost:
             given = {"register": register, "settings": self._settings}
             try:
                 impl.function(*[given[a] for a in impl.argnames])
-            except PluginError:
-                raise
+            except (PluginError, ConfigError):
+                raise  # a provider's own options error already names its key
             except Exception as exc:
                 raise PluginError(f"plugin {plugin!r}: {hook_name} raised {type(exc).__name__}: {exc}") from exc
         return found
@@ -421,16 +421,13 @@ def _validate_provider(obj: Any, plugin: str) -> None:
         method = getattr(obj, optional, None)
         if method is not None and not inspect.iscoroutinefunction(method):
             raise PluginError(f"{label}: `{optional}` must be a coroutine function (`async def {optional}(...)`)")
-    for attr in ("max_batch", "max_concurrency"):
-        value = getattr(obj, attr, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise PluginError(f"{label}: `{attr}` must be a positive integer; got {value!r}")
-    timeout = getattr(obj, "timeout", 1.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise PluginError(f"{label}: `timeout` must be a positive number of seconds; got {timeout!r}")
-    rate = getattr(obj, "rate", None)
-    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0):
-        raise PluginError(f"{label}: `rate` must be None (unlimited) or a number >= 0; got {rate!r}")
+    from .settings import limit_problem
+
+    for attr, default in (("max_batch", 1), ("max_concurrency", 1), ("timeout", 1.0), ("rate", None),
+                          ("burst", None), ("total_rate", None), ("total_burst", None), ("daily_cap", 0)):
+        problem = limit_problem(attr, getattr(obj, attr, default))
+        if problem is not None:
+            raise PluginError(f"{label}: `{attr}` {problem}")
 
 
 def _validate_policy(obj: Any, plugin: str) -> None:

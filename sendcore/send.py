@@ -131,10 +131,17 @@ class Accepted(msgspec.Struct, frozen=True, gc=False, tag="accepted"):
 
 
 class TemporaryFailure(msgspec.Struct, frozen=True, gc=False, tag="temporary_failure"):
-    """A failure worth retrying (timeout, 5xx, carrier busy)."""
+    """A failure worth retrying (timeout, 5xx, carrier busy).
+
+    ``address_fault`` says the failure is the address's (a handset off, a
+    full mailbox): the address then joins the error segment (R13). Set it to
+    False for failures of the provider or the network (a 503, a timeout, a
+    refused connection), which say nothing about the address.
+    """
 
     code: str = ""
     message: str = ""
+    address_fault: bool = True
 
 
 class PermanentFailure(msgspec.Struct, frozen=True, gc=False, tag="permanent_failure"):

@@ -6,7 +6,10 @@ seconds). Unknown keys are errors, so a typo never silently does nothing.
 
 from __future__ import annotations
 
+import difflib
+import math
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +30,7 @@ __all__ = [
     "RouteLimit",
     "Settings",
     "Spacing",
+    "limit_problem",
     "parse_duration",
 ]
 
@@ -52,7 +56,31 @@ def parse_duration(value: Any, field: str) -> float:
         raise ValueError(f"{field}: expected a duration like '90s' or '16h', got {value!r}")
     if seconds < 0 or seconds != seconds:
         raise ValueError(f"{field}: a duration cannot be negative, got {value!r}")
+    if seconds == math.inf:
+        raise ValueError(f"{field}: a duration must be finite, got {value!r}")
     return seconds
+
+
+def limit_problem(key: str, value: Any) -> Union[str, None]:
+    """What is wrong with a provider limit ``key`` = ``value`` (a declaration or a ``[providers.X]`` key), or None.
+
+    One check for both places, so a setting can never carry a value the
+    plugin declaration would have been refused for.
+    """
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if key in ("max_batch", "max_concurrency"):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            return f"must be a positive integer, got {value!r}"
+    elif key == "timeout":
+        if not number or not 0 < value < math.inf:
+            return f"must be a positive, finite number of seconds, got {value!r}"
+    elif key in ("rate", "total_rate"):
+        if value is not None and (not number or not 0 <= value < math.inf):
+            return f"must be unset (unlimited) or a finite number >= 0 per second, got {value!r}"
+    elif key in ("burst", "total_burst", "daily_cap"):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            return f"must be an integer >= 0, got {value!r}"
+    return None
 
 
 def parse_clock(value: str, field: str) -> int:
@@ -81,6 +109,9 @@ class QuietWindow(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     def __post_init__(self) -> None:
         parse_clock(self.start, "quiet_hours.start")
         parse_clock(self.end, "quiet_hours.end")
+        if self.start == self.end:
+            raise ValueError(f"quiet_hours.end: equals start ({self.start!r}), which could mean no quiet hours "
+                             "or all day; give a window of at least a minute, or quiet_hours = false")
 
     @property
     def minutes(self) -> tuple[int, int]:
@@ -183,8 +214,8 @@ class RouteLimit(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     daily_cap_timezone: str = "UTC"
 
     def __post_init__(self) -> None:
-        if self.rate < 0:
-            raise ValueError(f"routes.rate: must be >= 0 (0 = unlimited), got {self.rate!r}")
+        if not 0 <= self.rate < math.inf:
+            raise ValueError(f"routes.rate: must be a finite number >= 0 (0 = unlimited), got {self.rate!r}")
         if self.burst < 0:
             raise ValueError(f"routes.burst: must be >= 0, got {self.burst!r}")
         if self.daily_cap < 0:
@@ -211,10 +242,13 @@ class ProviderSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     options: dict[str, Any] = {}
 
     def __post_init__(self) -> None:
-        if self.total_rate is not None and self.total_rate < 0:
-            raise ValueError(f"providers.total_rate: must be >= 0 (0 = unlimited), got {self.total_rate!r}")
         if self.timeout is not None:
-            self.timeout = parse_duration(self.timeout, "providers.timeout")
+            self.timeout = parse_duration(self.timeout, "timeout")
+        for key in ("rate", "burst", "total_rate", "total_burst", "max_concurrency", "timeout", "max_batch"):
+            value = getattr(self, key)
+            problem = limit_problem(key, value) if value is not None else None
+            if problem is not None:
+                raise ValueError(f"{key}: {problem}")
 
 
 class RetrySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -321,9 +355,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     @classmethod
     def from_toml_bytes(cls, data: Union[bytes, str], source: str = "<settings>") -> Settings:
-        """Load settings from TOML text."""
+        """Load settings from TOML text; raise ``ConfigError`` naming the source and the key's full path."""
         try:
             return msgspec.toml.decode(data, type=cls)
+        except msgspec.ValidationError as exc:
+            raw = msgspec.toml.decode(data)
+            raise ConfigError(f"{source}: {explain(raw, cls, exc)}") from None
         except msgspec.DecodeError as exc:
             raise ConfigError(f"{source}: {exc}") from None
 
@@ -333,7 +370,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         try:
             return msgspec.convert(data, type=cls)
         except msgspec.ValidationError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(explain(data, cls, exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, for display and round trips."""
@@ -373,3 +410,67 @@ class ResolvedChannel(msgspec.Struct, kw_only=True, frozen=True):
     quiet_hours: Union[QuietWindow, None]
     ramp: float
     provider: Union[str, None]
+
+
+def explain(raw: Any, tp: Any, exc: Exception) -> str:
+    """The first problem of ``raw`` against type ``tp``, as "path.to.key: what is wrong".
+
+    msgspec reports a table's key as ``$.channels[...]``; this walks the data
+    again to name it (``channels.sms.smart_sending_windw``) and, for an
+    unknown key, suggests the closest known one.
+    """
+    found = _locate(raw, tp, "")
+    if found is None:
+        return str(exc)
+    path, message = found
+    return f"{path}: {message}" if path else message
+
+
+def _struct_fields(tp: Any) -> Union[dict[str, Any], None]:
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return typing.get_type_hints(tp)
+    return None
+
+
+def _locate(value: Any, tp: Any, path: str) -> Union[tuple[str, str], None]:
+    try:
+        msgspec.convert(value, type=tp)
+        return None
+    except msgspec.ValidationError as exc:
+        error = str(exc)
+    fields = _struct_fields(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if fields is not None and isinstance(value, dict):
+        for key in value:
+            if key not in fields:
+                close = difflib.get_close_matches(str(key), list(fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                where = f"{path}.{key}" if path else str(key)
+                return where, f"unknown key{hint}; known keys: {', '.join(fields)}"
+        for key, sub in value.items():
+            got = _locate(sub, fields[key], f"{path}.{key}" if path else key)
+            if got is not None:
+                return got
+    elif origin is dict and isinstance(value, dict):
+        for key, sub in value.items():
+            got = _locate(sub, args[1], f"{path}.{key}" if path else str(key))
+            if got is not None:
+                return got
+    elif origin is list and isinstance(value, list):
+        for i, sub in enumerate(value):
+            got = _locate(sub, args[0], f"{path}[{i}]")
+            if got is not None:
+                return got
+    elif origin is Union:
+        candidates = [a for a in args if _struct_fields(a) is not None or typing.get_origin(a) in (dict, list)]
+        if len(candidates) == 1 and isinstance(value, (dict, list)):
+            got = _locate(value, candidates[0], path)
+            if got is not None:
+                return got
+    message = re.sub(r" - at `\$[^`]*`$", "", error)
+    # A check in __post_init__ names its key ("routes.rate: ..."): attach it to the path found.
+    m = re.match(r"^([\w.]+): (.*)$", message, re.S)
+    if m and fields is not None and m.group(1).rsplit(".", 1)[-1] in fields:
+        key = m.group(1).rsplit(".", 1)[-1]
+        return (f"{path}.{key}" if path else key), m.group(2)
+    return path, message

@@ -102,7 +102,9 @@ def test_sendcore_register_providers_collects_and_validates() -> None:
         (type("SyncSend", (), {"name": "x", "channels": ("sms",), "send": lambda self, b: []})(), "coroutine function"),
         (type("Inherits", (Provider,), {"name": "x", "channels": ("sms",)})(), "does not implement `send`"),
         (type("BadBatch", (Echo,), {"max_batch": 0})(), "`max_batch` must be a positive integer"),
-        (type("BadTimeout", (Echo,), {"timeout": -1})(), "`timeout` must be a positive number"),
+        (type("BadTimeout", (Echo,), {"timeout": -1})(), "`timeout` must be a positive, finite number"),
+        (type("NanRate", (Echo,), {"rate": float("nan")})(), "`rate` must be unset (unlimited) or a finite number"),
+        (type("BadBurst", (Echo,), {"burst": -2})(), "`burst` must be an integer >= 0"),
         (type("SyncClose", (Echo,), {"close": lambda self: None})(), "`close` must be a coroutine function"),
     ],
 )

@@ -17,6 +17,7 @@ from sendcore.policies.base import Stage
 from sendcore.policies.jurisdictions import ForbiddenWeekdays, JurisdictionPack, load_packs
 from sendcore.policies.quiet_hours import GIVE_UP_AFTER, QuietHours, allowed_minutes
 from sendcore.send import Origin, Reason, Send
+from sendcore.errors import ConfigError
 from sendcore.settings import QuietWindow, Settings
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -80,7 +81,15 @@ def test_allowed_minutes():
     assert allowed_minutes(QuietWindow(start="20:00", end="11:00")) == [(660, 1200)]
     assert allowed_minutes(QuietWindow(start="01:00", end="05:00")) == [(0, 60), (300, 1440)]
     assert allowed_minutes(QuietWindow(start="00:00", end="08:00")) == [(480, 1440)]
-    assert allowed_minutes(QuietWindow(start="08:00", end="08:00")) == [(0, 1440)]
+
+
+
+def test_quiet_hours_start_equal_to_end_is_refused_as_ambiguous():
+    """Issue 8, row 10: "20:00" to "20:00" could mean none or all day; it is a ConfigError naming the key."""
+    with pytest.raises(ValueError, match="quiet_hours.end: equals start"):
+        QuietWindow(start="20:00", end="20:00")
+    with pytest.raises(ConfigError, match=r"channels\.sms\.quiet_hours\.end: equals start \('20:00'\)"):
+        Settings.from_toml_bytes(b'[channels.sms]\nquiet_hours = {start = "20:00", end = "20:00"}\n')
 
 
 def test_default_sms_window_is_20_to_11():
