@@ -45,7 +45,9 @@ def assemble(settings: Settings, host: PluginHost) -> Assembly:
         if name not in names:
             import difflib
 
-            close = difflib.get_close_matches(name, names, n=1)
+            # Plugins that register a provider only when configured count too ("twillio" -> "twilio").
+            known = sorted(set(names) | {info.name for info in host.plugins()})
+            close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
                 f"providers.{name}: no registered provider is named {name!r}{hint} "
@@ -109,5 +111,8 @@ def check(
     for channel in sorted(core.channels):
         got = core.channel_provider(channel)
         report.channels[channel] = got if isinstance(got, str) else ""
+        if isinstance(got, str) and parts.specs[got].fallback and settings.channel(channel).provider is None:
+            report.warnings.append(f"channel {channel!r}: only the development provider {got!r} serves it "
+                                   "(nothing really leaves); configure a provider for it if sends must go out")
     report.errors.extend(core.channel_problems())
     return report

@@ -80,7 +80,16 @@ def demo(recipients: int, days: int, seed: int, as_json: bool, progress: Union[b
 @main.command("check-config")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=str))
 def check_config(file: str) -> None:
-    """Load FILE as sendcore settings; print "ok" and a summary, or the error naming the key (exit 2)."""
+    """Check FILE as the engine would, against the installed plugins; print "ok" and a summary, or each problem (exit 2).
+
+    Loads the settings, the installed plugins and their providers (with their
+    options), applies [providers.X] and builds the core, exactly as an engine
+    starting with FILE does; then reports channels served by several
+    providers with no choice made and a [channels.X] provider that is not
+    registered. Warnings (such as an unset environment variable a provider
+    reads at start) do not fail the check.
+    """
+    from .assembly import check
     from .errors import ConfigError
     from .settings import Settings
 
@@ -89,8 +98,30 @@ def check_config(file: str) -> None:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_CONFIG)
+    report = check(settings)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if not report.ok:
+        for error in report.errors:
+            click.echo(f"error: {file}: {error}", err=True)
+        sys.exit(EXIT_BAD_CONFIG)
     click.echo("ok")
-    _console().print(_summary(settings))
+    console = _console()
+    console.print(_summary(settings))
+    console.print(_providers_table(report))
+
+
+def _providers_table(report: Any) -> Any:
+    """Which provider each channel's sends go to, and who registered it."""
+    from rich.table import Table
+
+    table = Table(title="channels and providers")
+    for col in ("channel", "provider", "plugin", "serves"):
+        table.add_column(col)
+    for channel, provider in report.channels.items():
+        plugin, serves = report.providers.get(provider, ("", ()))
+        table.add_row(channel, provider or "none", plugin, ", ".join(serves))
+    return table
 
 
 @main.group()

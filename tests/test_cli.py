@@ -60,12 +60,12 @@ seed = 3
 """
 
 
-def test_check_config_valid_file_prints_ok_and_a_summary(tmp_path):
+def test_check_config_valid_file_prints_ok_and_a_summary(tmp_path, installed_plugins):
     path = tmp_path / "sendcore.toml"
     path.write_text(VALID)
     result = invoke("check-config", str(path))
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert lines[0] == "ok"
     text = result.output
     assert "Europe/Paris" in text and "FR, US" in text
@@ -98,6 +98,68 @@ def test_check_config_malformed_file_names_the_key_and_exits_2(tmp_path, text, n
     assert result.output.startswith("error: ")
     for name in names:
         assert name in result.output
+
+
+@pytest.fixture
+def installed_plugins(monkeypatch):
+    """check-config loads the installed plugins, as the engine does: here sendcore's own bundled ones."""
+    monkeypatch.setenv("SENDCORE_LOAD_ENTRYPOINTS", "1")
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+
+
+def check_config(tmp_path, text):
+    path = tmp_path / "sendcore.toml"
+    path.write_text(text)
+    return CliRunner().invoke(main, ["check-config", str(path)])
+
+
+TWILIO = '[providers.twilio.options]\naccount_sid = "AC0123"\nfrom = "+15005550006"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Issue 8 row 11 / issue 9: what the engine refuses, check-config refuses.
+        ('jurisdictions = ["XX"]\n', "jurisdictions: unknown rule pack 'XX'; known packs: FR, US"),
+        ('[channels.sms]\nprovider = "nosuch"\n',
+         "channel 'sms': [channels.sms] provider 'nosuch' is not registered (registered: sandbox)"),
+        ('[channels.sms]\nprovider = "twilio"\n' + TWILIO.replace("sms", "sms") + '[channels.email]\nprovider = "twilio"\n',
+         "[channels.email] provider 'twilio' does not serve channel 'email'"),
+        ('[providers.twillio]\nrate = 5\n', "providers.twillio: no registered provider is named 'twillio' (did you mean 'twilio'?)"),
+        ('[channels.sms]\nsmart_sending_windw = "1h"\n',
+         "channels.sms.smart_sending_windw: unknown key (did you mean 'smart_sending_window'?)"),
+        ('[providers.twilio.options]\naccount_sid = "AC0123"\n',
+         "providers.twilio.options.from: give exactly one of `from` and `messaging_service_sid`"),
+        ('[providers.sandbox]\nmax_batch = 0\n', "providers.sandbox.max_batch: must be a positive integer"),
+        ('[providers.sandbox.options]\nsed = 3\n', "providers.sandbox.options"),
+    ],
+)
+def test_check_config_builds_what_the_engine_builds(tmp_path, installed_plugins, text, expected):
+    result = check_config(tmp_path, text)
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert "ok" not in result.output.splitlines()
+
+
+def test_check_config_reports_which_provider_serves_each_channel_and_warns_of_missing_secrets(
+        tmp_path, installed_plugins):
+    result = check_config(tmp_path, TWILIO)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "ok"
+    assert "warning: provider 'twilio': the environment variable TWILIO_AUTH_TOKEN" in result.output
+    # The sandbox serves what no real provider does, and says it is only a development provider.
+    assert "warning: channel 'email': only the development provider 'sandbox' serves it" in result.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in result.output.splitlines() if line.count("│") == 5}
+    assert rows["sms"] == "twilio" and rows["email"] == "sandbox"
+
+
+def test_the_sample_configuration_passes_check_config(installed_plugins, monkeypatch):
+    """examples/sendcore.toml, the commented sample the README points at, is valid as shipped."""
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "test-token")
+    result = CliRunner().invoke(main, ["check-config", str(ROOT / "examples" / "sendcore.toml")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "ok"
 
 
 def test_check_config_missing_file_exits_2(tmp_path):

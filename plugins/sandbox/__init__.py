@@ -7,7 +7,7 @@ exactly as a third-party provider plugin would be. Configure it with the
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from sendcore.hookspecs import hookimpl
 
@@ -25,10 +25,12 @@ __all__ = [
 
 
 @hookimpl
-def sendcore_register_providers(register: Callable[[object], None]) -> None:
-    """Register one sandbox network with default options.
+def sendcore_register_providers(register: Callable[[object], None], settings: Any) -> None:
+    """Register one sandbox network, its options checked against ``[providers.sandbox.options]``.
 
-    The engine hands the ``[providers.sandbox.options]`` table to the provider
-    at ``start``, so settings reach it without this hook seeing them.
+    Checking them here (not only at ``start``) lets ``sendcore check-config``
+    report a bad option before anything runs. The sandbox is a fallback
+    provider: it serves a channel only when named or when nothing else does.
     """
-    register(SandboxProvider.from_options(None))
+    conf = settings.providers.get("sandbox")
+    register(SandboxProvider.from_options(conf.options if conf is not None and conf.options else None))

@@ -152,6 +152,14 @@ class TwilioProvider(Provider):
 
     # Lifecycle
 
+    def problems(self) -> list[str]:
+        """What would stop ``start`` here: the auth token's environment variable unset (for ``check-config``)."""
+        env = self.options.auth_token_env
+        if self._token is None and not os.environ.get(env):
+            return [f"the environment variable {env} (providers.twilio.options.auth_token_env) is not set; "
+                    "the engine will refuse to start until it is"]
+        return []
+
     async def start(self, context: ProviderContext) -> None:
         """Apply ``context.settings`` (when given), read the auth token, open the shared session.
 
