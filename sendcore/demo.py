@@ -245,8 +245,11 @@ def demo_settings(config: DemoConfig) -> Settings:
         "journal": {"path": config.journal or ""},
         "channels": {
             # Quiet hours end at 09:00, so the campaign "at 10:00 local" leaves at 10:00.
-            "sms": {"smart_sending_window": "24h", "quiet_hours": {"start": "21:00", "end": "09:00"}},
-            "email": {"smart_sending_window": "16h"},
+            # The sandbox is named: a development provider never serves a channel unasked
+            # once a real provider is installed for it.
+            "sms": {"smart_sending_window": "24h", "quiet_hours": {"start": "21:00", "end": "09:00"},
+                    "provider": "sandbox"},
+            "email": {"smart_sending_window": "16h", "provider": "sandbox"},
         },
         "error_segment": {"window": "30d", "origins": ["campaign"]},
         "frequency_caps": [
