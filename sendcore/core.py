@@ -14,11 +14,13 @@ Data flow (DESIGN §2)::
 
 from __future__ import annotations
 
+import difflib
 import heapq
 import math
+import re
 import zlib
 from collections import deque
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import msgspec
@@ -111,6 +113,32 @@ def _epoch(value: Any, field: str) -> float:
     return t
 
 
+_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f.][^@\s\x00-\x1f\x7f]*\.[^@\s\x00-\x1f\x7f.]+")
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]*)`")
+_json_encode = msgspec.json.Encoder().encode
+
+
+def _check_text(value: str, field: str) -> None:
+    """Refuse text a protocol could choke on: a lone surrogate or a control character, naming ``field``.
+
+    Called only for text that is not printable (``str.isprintable`` is the
+    fast check); other non-printable characters (a zero-width joiner) pass.
+    """
+    for i, c in enumerate(value):
+        o = ord(c)
+        if 0xD800 <= o <= 0xDFFF:
+            raise InputError(field, f"contains a lone surrogate (U+{o:04X}) at position {i}: not valid Unicode text")
+        if o < 0x20 or 0x7F <= o <= 0x9F:
+            raise InputError(field, f"contains a control character (U+{o:04X}) at position {i}")
+
+
+def _iso(t: float) -> str:
+    try:
+        return datetime.fromtimestamp(t, timezone.utc).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return f"{t:g} (epoch seconds)"
+
+
 def _with_overrides(spec: ProviderSpec, overrides: Any) -> ProviderSpec:
     """``spec`` with the ``[providers.NAME]`` settings applied (the engine applies the same)."""
     if overrides is None:
@@ -200,6 +228,13 @@ class Core:
         self._locale = LocaleResolver(settings, resolve_timezone)
         self._lookup_carrier = lookup_carrier
         self._retention = float(settings.retention)
+        self._retention_max = settings.limits.retention_max
+        self._priority_max = settings.limits.priority_max
+        self._horizon = float(settings.limits.schedule_horizon)
+        # Body bounds per channel: (SMS segments or None, bytes).
+        self._body_limits = {ch: (r.max_segments, r.max_body_bytes)
+                             for ch in self._channels for r in (settings.channel(ch),)}
+        self._segments_seen: dict[str, int] = {}
         self._max_pending = settings.max_pending
         self._retry = settings.retry
 
@@ -431,15 +466,26 @@ class Core:
         v = s.id
         if type(v) is not str or not v:
             raise InputError("id", "required, a non-empty string" if not v else f"expected a string, got {type(v).__name__}")
+        if not v.isprintable():
+            _check_text(v, "id")
         v = s.recipient
         if type(v) is not str or not v:
             raise InputError("recipient", "required, a non-empty string" if not v else f"expected a string, got {type(v).__name__}")
+        if not v.isprintable():
+            _check_text(v, "recipient")
         to = s.to
         if type(to) is not str or not to:
             raise InputError("to", "required, a non-empty string" if not to else f"expected a string, got {type(to).__name__}")
+        if not to.isprintable():
+            _check_text(to, "to")
         ch = s.channel
         if ch not in self._channels or type(ch) is not str:
             raise InputError("channel", f"unknown channel {ch!r}; known: {', '.join(sorted(self._channels))}")
+        if ch == "email":
+            if not _EMAIL.fullmatch(to):
+                raise InputError("to", f"{to!r} is not an email address (name@domain.tld, no spaces)")
+        elif " " in to and ch not in PHONE_CHANNELS:
+            raise InputError("to", f"{to!r}: an address cannot contain spaces")
         if type(s.origin) is not Origin:
             try:
                 changes["origin"] = Origin(s.origin)
@@ -449,8 +495,12 @@ class Core:
             err = check_number(to)
             if err is not None:
                 raise InputError("to", f"{to!r}: {err}")
-        if type(s.body) is not str:
-            raise InputError("body", f"expected a string, got {type(s.body).__name__}")
+        body = s.body
+        if type(body) is not str:
+            raise InputError("body", f"expected a string, got {type(body).__name__}")
+        max_segments, max_bytes = self._body_limits[ch]
+        if len(body) > 70 or not body.isascii():
+            self._check_body(body, ch, max_segments, max_bytes)
         if type(s.smart_sending) is not bool or type(s.quiet_hours) is not bool:
             field = "smart_sending" if type(s.smart_sending) is not bool else "quiet_hours"
             raise InputError(field, f"expected true or false, got {getattr(s, field)!r}")
@@ -465,8 +515,9 @@ class Core:
             self._provider_for(s)
         elif isinstance(self._channel_provider[ch], InputError):
             raise self._channel_provider[ch]
-        if s.expires_at is not None and type(s.expires_at) is not float:
-            changes["expires_at"] = _epoch(s.expires_at, "expires_at")
+        exp = s.expires_at
+        if exp is not None and (type(exp) is not float or exp != exp or exp in (math.inf, -math.inf)):
+            changes["expires_at"] = _epoch(exp, "expires_at")
         late = None
         t = s.send_at
         if s.local_send_at is not None:
@@ -493,9 +544,37 @@ class Core:
         else:
             due = _epoch(t, "send_at")
             changes["send_at"] = due
+        if due > now + self._horizon:
+            field = "local_send_at" if s.local_send_at is not None else "send_at"
+            raise InputError(field, f"{_iso(due)} is more than {self._horizon / 86400:g} days ahead "
+                             "(limits.schedule_horizon)")
         if changes:
             s = msgspec.structs.replace(s, **changes)
         return s, due, late
+
+    def _check_body(self, body: str, channel: str, max_segments: Union[int, None], max_bytes: int) -> None:
+        """Refuse a body that is not valid text or is over the channel's size bounds, naming ``body``."""
+        if not body.isascii():
+            try:
+                size = len(body.encode())
+            except UnicodeEncodeError as exc:
+                raise InputError("body", f"contains a lone surrogate at position {exc.start}: "
+                                 "not valid Unicode text") from None
+        else:
+            size = len(body)
+        if size > max_bytes:
+            raise InputError("body", f"{size:,} bytes, more than channels.{channel}.max_body_bytes = {max_bytes:,}")
+        if max_segments is not None:
+            seen = self._segments_seen
+            n = seen.get(body)
+            if n is None:
+                n = sms_segments(body)
+                if len(seen) > 4096:
+                    seen.clear()
+                seen[body] = n
+            if n > max_segments:
+                raise InputError("body", f"{n} SMS segments, more than channels.{channel}.max_segments = "
+                                 f"{max_segments}")
 
     def _coerce(self, item: Any) -> Send:
         if isinstance(item, dict):
@@ -503,6 +582,13 @@ class Core:
                 return msgspec.convert(item, Send)
             except msgspec.ValidationError as exc:
                 msg = str(exc)
+                m = _UNKNOWN_FIELD.search(msg)
+                if m:
+                    key = m.group(1)
+                    close = difflib.get_close_matches(key, Send.__struct_fields__, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise InputError(key, f"unknown key{hint}; a send's keys are "
+                                     f"{', '.join(Send.__struct_fields__)}") from None
                 field = msg.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in msg else "send"
                 raise InputError(field, msg) from None
         if isinstance(item, Send):
@@ -519,19 +605,33 @@ class Core:
         for t in tags:
             if type(t) is not str:
                 raise InputError("tags", f"expected strings, got {type(t).__name__}")
+            if not t.isprintable():
+                _check_text(t, "tags")
 
-    @staticmethod
-    def _check_optional(s: Send) -> None:
-        if s.priority is not None and type(s.priority) is not int:
-            raise InputError("priority", f"expected an integer, got {type(s.priority).__name__}")
+    def _check_optional(self, s: Send) -> None:
+        p = s.priority
+        if p is not None:
+            if type(p) is not int:
+                raise InputError("priority", f"expected an integer, got {type(p).__name__}")
+            if not 0 <= p <= self._priority_max:
+                raise InputError("priority", f"must be from 0 (leaves first) to {self._priority_max} "
+                                 f"(limits.priority_max), got {p if abs(p) < 10**12 else 'a huge number'}")
         for field in ("timezone", "carrier", "sender", "origin_id"):
             v = getattr(s, field)
             if v is not None and type(v) is not str:
                 raise InputError(field, f"expected a string, got {type(v).__name__}")
+            if v and not v.isprintable():
+                _check_text(v, field)
         if s.timezone is not None and not _zone_ok(s.timezone):
             raise InputError("timezone", f"unknown timezone {s.timezone!r}")
-        if s.metadata is not None and not isinstance(s.metadata, dict):
-            raise InputError("metadata", f"expected a mapping, got {type(s.metadata).__name__}")
+        if s.metadata is not None:
+            if not isinstance(s.metadata, dict):
+                raise InputError("metadata", f"expected a mapping, got {type(s.metadata).__name__}")
+            try:
+                _json_encode(s.metadata)
+            except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+                raise InputError("metadata", f"must be JSON-like values (str keys; str, number, bool, null, "
+                                 f"list, mapping): {exc}") from None
 
     def submit(self, sends: Iterable[Any], now: float) -> SubmitReport:
         """Accept valid sends; report each invalid item with the field at fault (R23).

@@ -90,7 +90,7 @@ class Reason(str, enum.Enum):
     DELIVERY_REPORT = "delivery_report"
 
 
-class Send(msgspec.Struct, kw_only=True, frozen=True, gc=False, omit_defaults=True):
+class Send(msgspec.Struct, kw_only=True, frozen=True, gc=False, omit_defaults=True, forbid_unknown_fields=True):
     """One message to one address, as the platform submits it.
 
     Times are epoch seconds (UTC) or timezone-aware datetimes; naive datetimes

@@ -23,6 +23,7 @@ __all__ = [
     "ErrorSegmentSettings",
     "FrequencyCap",
     "JournalSettings",
+    "LimitSettings",
     "PluginSettings",
     "ProviderSettings",
     "QuietWindow",
@@ -130,8 +131,14 @@ class ChannelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     quiet_hours: Union[QuietWindow, bool, msgspec.UnsetType] = msgspec.UNSET
     ramp: Union[Duration, msgspec.UnsetType] = msgspec.UNSET
     provider: Union[str, None] = None
+    max_segments: Union[int, msgspec.UnsetType] = msgspec.UNSET
+    max_body_bytes: Union[int, msgspec.UnsetType] = msgspec.UNSET
 
     def __post_init__(self) -> None:
+        for key in ("max_segments", "max_body_bytes"):
+            v = getattr(self, key)
+            if v is not msgspec.UNSET and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ValueError(f"{key}: must be a positive integer, got {v!r}")
         if self.smart_sending_window is not msgspec.UNSET:
             self.smart_sending_window = parse_duration(self.smart_sending_window, "smart_sending_window")
         if self.ramp is not msgspec.UNSET:
@@ -300,6 +307,31 @@ class JournalSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise ValueError(f"journal.{key}: must be an integer of at least 4096 bytes, got {v!r}")
 
 
+class LimitSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Bounds on what a send may ask for, so one value cannot stall or break the engine (R23).
+
+    ``priority_max``: a send's ``priority`` is an integer from 0 (first) to
+    this. ``schedule_horizon``: ``send_at``/``local_send_at`` at most this far
+    ahead. ``retention_max``: at most this many finished outcomes are kept
+    (the oldest go first, even within ``retention``; an id dropped so can be
+    submitted again).
+    """
+
+    priority_max: int = 9
+    schedule_horizon: Duration = "400d"
+    retention_max: int = 2_000_000
+
+    def __post_init__(self) -> None:
+        self.schedule_horizon = parse_duration(self.schedule_horizon, "schedule_horizon")
+        if not self.schedule_horizon > 0:
+            raise ValueError("schedule_horizon: must be longer than 0s")
+        for key, low in (("priority_max", 0), ("retention_max", 1)):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or not low <= v <= (99 if key == "priority_max" else 10**12):
+                top = 99 if key == "priority_max" else 10**12
+                raise ValueError(f"{key}: must be an integer from {low} to {top}, got {v!r}")
+
+
 class PluginSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Which installed plugins load: ``allow`` (empty = all) minus ``block``."""
 
@@ -308,10 +340,12 @@ class PluginSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 _CHANNEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sms": {"smart_sending_window": 24 * 3600.0, "quiet_hours": QuietWindow(start="20:00", end="11:00")},
-    "email": {"smart_sending_window": 16 * 3600.0, "quiet_hours": False},
-    "push": {"smart_sending_window": 24 * 3600.0, "quiet_hours": False},
+    "sms": {"smart_sending_window": 24 * 3600.0, "quiet_hours": QuietWindow(start="20:00", end="11:00"),
+            "max_segments": 10, "max_body_bytes": 64 * 1024},
+    "email": {"smart_sending_window": 16 * 3600.0, "quiet_hours": False, "max_body_bytes": 1024 * 1024},
+    "push": {"smart_sending_window": 24 * 3600.0, "quiet_hours": False, "max_body_bytes": 4096},
 }
+_OTHER_CHANNEL = {"smart_sending_window": 0.0, "quiet_hours": False, "max_body_bytes": 1024 * 1024}
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -330,6 +364,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     providers: dict[str, ProviderSettings] = {}
     retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
     journal: JournalSettings = msgspec.field(default_factory=JournalSettings)
+    limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
 
     def __post_init__(self) -> None:
@@ -380,12 +415,14 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def channel(self, name: str) -> ResolvedChannel:
         """The channel's settings with built-in defaults filled in."""
-        base = _CHANNEL_DEFAULTS.get(name, {"smart_sending_window": 0.0, "quiet_hours": False})
+        base = _CHANNEL_DEFAULTS.get(name, _OTHER_CHANNEL)
         cs = self.channels.get(name) or ChannelSettings()
         window = cs.smart_sending_window if cs.smart_sending_window is not msgspec.UNSET else base["smart_sending_window"]
         quiet = cs.quiet_hours if cs.quiet_hours is not msgspec.UNSET else base["quiet_hours"]
         origins = cs.smart_sending_origins if cs.smart_sending_origins is not msgspec.UNSET else ["flow", "campaign"]
         ramp = cs.ramp if cs.ramp is not msgspec.UNSET else 600.0
+        segments = cs.max_segments if cs.max_segments is not msgspec.UNSET else base.get("max_segments")
+        body = cs.max_body_bytes if cs.max_body_bytes is not msgspec.UNSET else base["max_body_bytes"]
         return ResolvedChannel(
             name=name,
             smart_sending_window=float(window),
@@ -393,6 +430,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             quiet_hours=quiet if isinstance(quiet, QuietWindow) else None,
             ramp=float(ramp),
             provider=cs.provider,
+            max_segments=segments,
+            max_body_bytes=int(body),
         )
 
     @property
@@ -410,6 +449,8 @@ class ResolvedChannel(msgspec.Struct, kw_only=True, frozen=True):
     quiet_hours: Union[QuietWindow, None]
     ramp: float
     provider: Union[str, None]
+    max_segments: Union[int, None] = None
+    max_body_bytes: int = 1024 * 1024
 
 
 def explain(raw: Any, tp: Any, exc: Exception) -> str:

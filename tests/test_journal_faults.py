@@ -761,8 +761,9 @@ def test_a_send_the_journal_cannot_store_is_rejected_naming_the_field(run: Any, 
                                           later(3)])
             assert report.accepted_ids == ["s0", "s3"]
             reasons = {r.index: r.reason for r in report.rejected}
-            assert reasons[1].startswith("id: cannot be stored in the journal"), reasons
-            assert reasons[2].startswith("metadata: cannot be stored in the journal"), reasons
+            # The core's intake refuses both before the journal would have to (issue 8, row 1).
+            assert reasons[1].startswith("id: contains a lone surrogate"), reasons
+            assert reasons[2].startswith("metadata: must be JSON-like values"), reasons
         async with journal_engine(tmp_path / "j") as engine:
             assert engine.pending == 2 and known(engine, "s0") and known(engine, "s3")
 
