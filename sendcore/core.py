@@ -508,8 +508,9 @@ class Core:
             self._check_optional_tags(s, changes)
         elif type(s.tags) is not tuple:
             changes["tags"] = ()
+        oid = s.origin_id
         if (s.priority is not None or s.timezone is not None or s.carrier is not None or s.sender is not None
-                or s.metadata is not None or type(s.origin_id) is not str):
+                or s.metadata is not None or type(oid) is not str or (oid and not oid.isprintable())):
             self._check_optional(s)
         if s.provider is not None or ch not in self._channel_provider:
             self._provider_for(s)
@@ -893,7 +894,8 @@ class Core:
             self._now = now
         now = self._now
         order = self._finished_order
-        if order and self._finished[order[0]].at <= now - self._retention:
+        if order and (self._finished[order[0]].at <= now - self._retention
+                      or len(self._finished) > self._retention_max):
             self._expire_retention(now)
         due = self._wheel.pop_due(now, ADMIT_CHUNK)
         if due:
@@ -1326,12 +1328,13 @@ class Core:
             self._unindex_origin(s.origin_id)
 
     def _expire_retention(self, now: float) -> None:
+        """Forget finished outcomes older than ``retention``, and the oldest beyond ``limits.retention_max``."""
         cutoff = now - self._retention
-        order, finished = self._finished_order, self._finished
+        order, finished, most = self._finished_order, self._finished, self._retention_max
         while order:
             sid = order[0]
             o = finished.get(sid)
-            if o is not None and o.at > cutoff:
+            if o is not None and o.at > cutoff and len(finished) <= most:
                 break
             order.popleft()
             if o is not None:

@@ -1,0 +1,216 @@
+"""Issue 8's table, row by row: one bad send, setting or provider answer never stops the engine or strands a send.
+
+Each test is named after its row and goes through the public API (``Engine``,
+``Settings``, ``sendcore check-config``). ``S(...)`` is a transactional SMS
+to +33612345678 on a ``VirtualClock``; the provider ``p`` answers as the row
+describes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import datetime, timezone
+from typing import Any, Callable, Union
+
+import pytest
+
+from sendcore import Accepted, ConfigError, Engine, Outcome, PermanentFailure, Provider, RateLimited, Send, Settings, Status
+from sendcore.send import Batch
+from sendcore.testing import VirtualClock
+
+START = 1_800_000_000.0
+BASE = {"journal": {"path": ""}, "retry": {"base_delay": "1s", "max_delay": "10s", "jitter": 0}}
+
+
+def S(i: Any = 0, **kw: Any) -> Send:
+    fields: dict[str, Any] = dict(id=f"s{i}", recipient=f"r{i}", channel="sms", to="+33612345678",
+                                  origin="transactional", body="Your code is 1234")
+    fields.update(kw)
+    return Send(**fields)
+
+
+class P(Provider):
+    """Answers each call with ``answer(batch, call)`` (default: accept everything)."""
+
+    name = "p"
+    channels = ("sms", "email", "push")
+    max_batch = 10
+    timeout = 5.0
+
+    def __init__(self, answer: Union[Callable[[Batch, int], Any], None] = None, **attrs: Any) -> None:
+        self.answer = answer
+        self.calls: list[tuple[float, list[str]]] = []
+        self.clock: Any = None
+        for k, v in attrs.items():
+            setattr(self, k, v)
+
+    async def start(self, context: Any) -> None:
+        self.clock = context.clock
+
+    async def send(self, batch: Batch) -> list[Any]:
+        self.calls.append((self.clock.now(), [s.id for s in batch.sends]))
+        if self.answer is None:
+            return [Accepted() for _ in batch.sends]
+        got = self.answer(batch, len(self.calls))
+        if asyncio.iscoroutine(got):
+            got = await got
+        return got
+
+
+class Reg:
+    def __init__(self, provider: Any) -> None:
+        self.provider = provider
+
+    def sendcore_register_providers(self, register: Any) -> None:
+        register(self.provider)
+
+
+def engine(provider: Any = None, clock: Any = None, **settings: Any) -> Engine:
+    conf = {**BASE, **settings}
+    return Engine(Settings.from_dict(conf), clock=clock or VirtualClock(START),
+                  plugins=[Reg(provider if provider is not None else P())], load_entrypoints=False)
+
+
+async def collect(stream: Any) -> list[Outcome]:
+    return [o async for o in stream]
+
+
+def finals(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:
+    out: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        if o.status.final:
+            out.setdefault(o.send_id, []).append(o)
+    return out
+
+
+def submit_one(run: Any, send: Any, **settings: Any) -> Any:
+    """Submit [good, send, good] and return the report: the bad item rejected, the good ones kept."""
+
+    async def main() -> Any:
+        async with engine(**settings) as e:
+            report = await e.submit([S("a"), send, S("b")])
+            await e.drain()
+            return report, e.outcome("sa"), e.outcome("sb")
+
+    report, a, b = run(main())
+    assert report.accepted_ids == ["sa", "sb"], report
+    assert a.status is Status.SENT and b.status is Status.SENT
+    [rejection] = report.rejected
+    assert rejection.index == 1
+    return rejection
+
+
+# --------------------------------------------------------------------------- row 1
+
+
+@pytest.mark.parametrize("field", ["id", "recipient", "origin_id", "sender", "body", "tags", "carrier"])
+def test_row01_a_lone_surrogate_in_any_text_field_is_rejected_naming_it(run: Any, field: str) -> None:
+    value: Any = ("x\ud800",) if field == "tags" else "x\ud800"
+    rejection = submit_one(run, S(1, **{field: value}))
+    assert rejection.reason.startswith(f"{field}: contains a lone surrogate"), rejection
+
+
+def test_row01_a_lone_surrogate_in_metadata_is_rejected_naming_it(run: Any) -> None:
+    rejection = submit_one(run, S(1, metadata={"subject": "x\ud800"}))
+    assert rejection.reason.startswith("metadata: must be JSON-like values"), rejection
+
+
+# --------------------------------------------------------------------------- rows 12-17
+
+
+@pytest.mark.parametrize("priority", [-5, 99, 10**100, True])
+def test_row12_a_priority_outside_0_to_9_is_rejected_naming_priority(run: Any, priority: Any) -> None:
+    rejection = submit_one(run, S(1, priority=priority))
+    assert rejection.reason.startswith("priority: "), rejection
+
+
+def test_row12_the_priority_range_is_a_setting(run: Any) -> None:
+    async def main() -> Any:
+        async with engine(limits={"priority_max": 20}) as e:
+            return await e.submit([S(1, priority=20), S(2, priority=21)])
+
+    report = run(main())
+    assert report.accepted_ids == ["s1"] and "limits.priority_max" in report.rejected[0].reason
+
+
+@pytest.mark.parametrize("send_at", [datetime(9999, 12, 31, tzinfo=timezone.utc), 1e15, START + 401 * 86400])
+def test_row13_send_at_beyond_the_horizon_is_rejected_naming_send_at(run: Any, send_at: Any) -> None:
+    rejection = submit_one(run, S(1, send_at=send_at))
+    assert rejection.reason.startswith("send_at: ") and "limits.schedule_horizon" in rejection.reason, rejection
+
+
+def test_row13_send_at_within_the_horizon_is_kept(run: Any) -> None:
+    async def main() -> Any:
+        async with engine() as e:
+            return await e.submit([S(1, send_at=START + 399 * 86400)])
+
+    assert run(main()).accepted == 1
+
+
+def test_row14_a_dict_send_with_a_mistyped_key_is_rejected_naming_the_key(run: Any) -> None:
+    good = {"id": "d1", "recipient": "r", "channel": "sms", "to": "+33612345678", "origin": "transactional"}
+    rejection = submit_one(run, dict(good, sendAt=START + 60))
+    assert rejection.reason.startswith("sendAt: unknown key (did you mean 'send_at'?)"), rejection
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_row15_expires_at_not_finite_is_rejected_naming_expires_at(run: Any, value: float) -> None:
+    rejection = submit_one(run, S(1, expires_at=value))
+    assert rejection.reason.startswith("expires_at: "), rejection
+
+
+@pytest.mark.parametrize(
+    ("channel", "to"),
+    [("email", "not an email"), ("email", " "), ("email", "a@b.c\r\nBcc: x@y.z"), ("push", "\x00"),
+     ("push", "tok en"), ("sms", "+33612345678\r\n")],
+)
+def test_row16_bad_addresses_and_control_characters_are_rejected_naming_to(run: Any, channel: str, to: str) -> None:
+    rejection = submit_one(run, S(1, channel=channel, to=to))
+    assert rejection.reason.startswith("to: "), rejection
+
+
+def test_row17_a_10_mb_sms_body_is_rejected_and_otps_behind_it_leave_at_once(run: Any) -> None:
+    async def main() -> Any:
+        async with engine(routes=[{"provider": "p", "rate": 10, "burst": 10}]) as e:
+            report = await e.submit([S(0, body="x" * 10_000_000)] + [S(i) for i in range(1, 11)])
+            await e.drain()
+            return report, [e.outcome(f"s{i}") for i in range(1, 11)]
+
+    report, otps = run(main())
+    assert report.rejected[0].index == 0 and report.rejected[0].reason.startswith("body: ")
+    assert "channels.sms.max_body_bytes" in report.rejected[0].reason
+    assert all(o.status is Status.SENT and o.at < START + 2 for o in otps)
+
+
+def test_row17_sms_segments_and_email_bytes_are_bounded_by_channel_settings(run: Any) -> None:
+    async def main() -> Any:
+        async with engine(channels={"sms": {"max_segments": 2}, "email": {"max_body_bytes": 100}}) as e:
+            return await e.submit([S(1, body="x" * 306), S(2, body="x" * 307),
+                                   S(3, channel="email", to="a@example.com", body="é" * 50),
+                                   S(4, channel="email", to="a@example.com", body="é" * 51)])
+
+    report = run(main())
+    assert report.accepted_ids == ["s1", "s3"]
+    reasons = {r.index: r.reason for r in report.rejected}
+    assert reasons[1] == "body: 3 SMS segments, more than channels.sms.max_segments = 2"
+    assert reasons[3] == "body: 102 bytes, more than channels.email.max_body_bytes = 100"
+
+
+# --------------------------------------------------------------------------- row 20
+
+
+def test_row20_finished_outcomes_are_bounded_by_count_as_well_as_by_time(run: Any) -> None:
+    async def main() -> Any:
+        async with engine(max_pending=1000, limits={"retention_max": 500}) as e:
+            for k in range(4):
+                await e.submit([S(f"{k}-{i}") for i in range(400)])
+                await e.drain()
+            stats = e.stats()
+            kept = sum(1 for k in range(4) for i in range(400) if e.outcome(f"s{k}-{i}") is not None)
+            return stats, kept, e.outcome("s3-399"), e.outcome("s0-0")
+
+    stats, kept, newest, oldest = run(main())
+    assert stats.final["sent"] == 1600
+    assert kept <= 500 + 400  # bounded: at most the limit, plus what finished since the last pass
+    assert newest is not None and oldest is None
