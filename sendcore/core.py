@@ -277,6 +277,8 @@ class Core:
         self._sent_meta: dict[str, tuple[str, tuple[str, str, str, str]]] = {}
         self._by_provider_id: dict[tuple[str, str], str] = {}
         self._unknown_reports = 0
+        self._errors = 0
+        self._pushbacks: dict[str, int] = {}  # send id -> times rate limited (only sends pushed back)
         self._outcomes: list[Outcome] = []
         self._by_recipient: dict[str, Union[Entry, list[Entry]]] = {}
         self._by_origin: dict[str, list[Entry]] = {}
@@ -351,6 +353,7 @@ class Core:
             reasons={k.value: v for k, v in self._reasons.items()},
             events={k.value: v for k, v in self._events.items()},
             unknown_reports=self._unknown_reports,
+            errors=self._errors,
         )
 
     def explain(self, send_id: str) -> Optional[Explanation]:
@@ -906,10 +909,33 @@ class Core:
             for p in self._admit:
                 if not live:
                     break
-                live = p.check(live, now, Stage.ADMIT, self)
+                live = self._policy(p, live, now, Stage.ADMIT, SCHEDULED)
             if live:
                 self._enqueue(live, now)
         return self._dispatch_ready(now)
+
+    def _policy(self, p: Policy, entries: list[Entry], now: float, stage: Stage, where: int) -> list[Entry]:
+        """``p.check`` on a chunk; if it raises, again send by send, so only the sends it fails on fail.
+
+        A send on which the policy raises ends ``failed`` / ``error`` with the
+        exception in ``detail``, counted in ``stats().errors``.
+        """
+        try:
+            return p.check(entries, now, stage, self)
+        except Exception:
+            pass
+        out: list[Entry] = []
+        for e in entries:
+            # Sends the failed call already decided (ended, deferred) are not decided again.
+            if e.where != where or (where == SCHEDULED and e.due > now):
+                continue
+            try:
+                out.extend(p.check([e], now, stage, self))
+            except Exception as exc:
+                self._errors += 1
+                self._finish(e, Status.FAILED, Reason.ERROR, now,
+                             f"policy {getattr(p, 'name', type(p).__name__)!r} raised {type(exc).__name__}: {exc}")
+        return out
 
     def _route_of(self, e: Entry) -> Route:
         s = e.send
@@ -938,7 +964,13 @@ class Core:
         route_of = self._route_of
         touched: dict[int, Route] = {}
         for e in entries:
-            route = route_of(e)
+            try:
+                route = route_of(e)
+            except Exception as exc:  # a carrier hook that raised: this send fails, not the engine
+                self._errors += 1
+                self._finish(e, Status.FAILED, Reason.ERROR, now, f"choosing the route raised "
+                             f"{type(exc).__name__}: {exc}")
+                continue
             route.push(e.prio, e)
             e.where = QUEUED
             e.hold = None
@@ -1045,7 +1077,7 @@ class Core:
             for p in dispatch:
                 if not ok:
                     break
-                ok = p.check(ok, now, Stage.DISPATCH, self)
+                ok = self._policy(p, ok, now, Stage.DISPATCH, QUEUED)
             if ok:
                 # Every send of the chunk leaves at ``now``: pace the chunk's units at once.
                 if not is_sms:
@@ -1154,7 +1186,7 @@ class Core:
         pending, finished, order, outcomes = self._pending, self._finished, self._finished_order, self._outcomes
         by_rec, reservations = self._by_recipient, self._reservations
         sent, accepted_reason = _SENT, Reason.ACCEPTED
-        sent_meta, by_pid = self._sent_meta, self._by_provider_id
+        sent_meta, by_pid, pushbacks = self._sent_meta, self._by_provider_id, self._pushbacks
         n = 0
         for e, r in zip(entries, results):
             if type(r) is not Accepted or e.where == DEAD:
@@ -1166,6 +1198,8 @@ class Core:
             del pending[sid]
             if e.reserved:
                 reservations.pop(sid, None)
+            if pushbacks:
+                pushbacks.pop(sid, None)
             pid = r.provider_id
             o = Outcome(send_id=sid, status=sent, reason=accepted_reason, at=now, attempt=e.attempt,
                         provider=provider, provider_id=pid, channel=s.channel, recipient=s.recipient)
@@ -1213,26 +1247,41 @@ class Core:
         finish = self._finish
         retry = self._retry_or_fail
         for e, r in pairs:
-            t = type(r)
             if e.where == DEAD:
                 continue
-            if t is TemporaryFailure:
-                s = e.send
-                if r.address_fault:
-                    self.error_segment.note_error(s.channel, s.to, now)
-                retry(e, now, f"{r.code}: {r.message}" if r.code else r.message)
-            elif t is PermanentFailure:
-                if r.suppress is not None:
-                    self.suppression.add(e.send.channel, e.send.to, r.suppress)
-                finish(e, Status.FAILED, Reason.PERMANENT_FAILURE, now,
-                       f"{r.code}: {r.message}" if r.code else r.message, provider)
-            elif t is RateLimited:
-                self._pushed_back(fl.route, e, max(0.0, float(r.retry_after)), now)
-            else:
-                retry(e, now, r.detail if t is InvalidResult else
-                      f"invalid result {type(r).__name__} from provider {provider!r}")
+            try:
+                self._record_other(fl, e, r, now, provider)
+            except Exception as exc:  # an answer that cannot be applied: that send is retried
+                self._errors += 1
+                if e.where == IN_FLIGHT:
+                    retry(e, now, f"invalid {type(r).__name__} from provider {provider!r}: "
+                                  f"{type(exc).__name__}: {exc}")
         if fl.route.size:
             self._schedule(fl.route, self._next_ready(fl.route, now))
+
+    def _record_other(self, fl: _InFlight, e: Entry, r: Any, now: float, provider: str) -> None:
+        t = type(r)
+        if t is TemporaryFailure:
+            s = e.send
+            detail = f"{r.code}: {r.message}" if r.code else r.message
+            if type(detail) is not str:
+                raise TypeError(f"code and message must be strings, got {r.code!r}, {r.message!r}")
+            if r.address_fault:
+                self.error_segment.note_error(s.channel, s.to, now)
+            self._retry_or_fail(e, now, detail)
+        elif t is PermanentFailure:
+            detail = f"{r.code}: {r.message}" if r.code else r.message
+            if r.suppress not in (None, "marketing", "all") or type(detail) is not str:
+                raise ValueError(f"suppress must be None, 'marketing' or 'all' and code/message strings, "
+                                 f"got suppress={r.suppress!r}")
+            if r.suppress is not None:
+                self.suppression.add(e.send.channel, e.send.to, r.suppress)
+            self._finish(e, Status.FAILED, Reason.PERMANENT_FAILURE, now, detail, provider)
+        elif t is RateLimited:
+            self._pushed_back(fl.route, e, self._retry_after(r.retry_after), now)
+        else:
+            self._retry_or_fail(e, now, r.detail if t is InvalidResult else
+                                f"invalid result {type(r).__name__} from provider {provider!r}")
 
     def record_error(self, batch: Batch, error: str, now: float) -> None:
         """The provider call raised or timed out: a temporary failure of every send (R18)."""
@@ -1253,16 +1302,40 @@ class Core:
             for route in waiting:
                 self._schedule(route, max(now, self._now))
 
+    def _retry_after(self, value: Any) -> float:
+        """A provider's ``retry_after``, clamped into the retry settings' bounds (NaN counts as the minimum)."""
+        r = self._retry
+        low, high = float(r.min_retry_after), float(r.max_retry_after)
+        if type(value) is not float and type(value) is not int:
+            raise TypeError(f"RateLimited.retry_after must be a number of seconds, got {value!r}")
+        if not value >= low:  # also NaN
+            return low
+        return high if value > high else float(value)
+
     def _pushed_back(self, route: Route, e: Entry, retry_after: float, now: float) -> None:
-        """``rate_limited``: slow the whole route and put the send back at its head (R18)."""
+        """``rate_limited``: slow the whole route and put the send back at its head (R18).
+
+        A pushback is not an attempt, but pushbacks are counted: past
+        ``retry.max_rate_limited`` the send fails, and one that would wait past
+        its ``expires_at`` expires.
+        """
+        s = e.send
+        count = self._pushbacks.get(s.id, 0) + 1
+        if count > self._retry.max_rate_limited:
+            self._finish(e, Status.FAILED, Reason.MAX_ATTEMPTS, now,
+                         f"rate limited {count - 1} times (retry.max_rate_limited)")
+            return
         until = now + retry_after
+        if s.expires_at is not None and until >= s.expires_at:
+            self._finish(e, Status.SKIPPED, Reason.EXPIRED, now, "rate limited past expires_at")
+            return
+        self._pushbacks[s.id] = count
         if until > route.blocked_until:
             route.blocked_until = until
             route.blocked_by = "rate_limited"
         e.attempt -= 1
         e.where = QUEUED
         route.push_front(e.prio, [e])
-        s = e.send
         self._event(Outcome(send_id=s.id, status=Status.DEFERRED, reason=Reason.RATE_LIMIT, at=now,
                             attempt=e.attempt, channel=s.channel, recipient=s.recipient,
                             until=now + retry_after))
@@ -1304,6 +1377,8 @@ class Core:
         if e.where == DEAD:
             return
         e.where = DEAD
+        if self._pushbacks:
+            self._pushbacks.pop(sid, None)
         del self._pending[sid]
         if e.reserved:
             token = self._reservations.pop(sid, None)
@@ -1379,6 +1454,7 @@ class Core:
         "_pending", "_wheel", "_dead_in_wheel", "_routes", "_ready", "_ready_seq", "_inflight", "_batch_seq",
         "_reservations", "_finished", "_finished_order", "_by_recipient", "_by_origin", "_origin_live",
         "_now", "_submitted", "_rejected", "_final", "_reasons", "_events", "_epoch", "_sent_meta",
+        "_pushbacks",
     )
 
     def export_state(self) -> dict[str, Any]:

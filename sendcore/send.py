@@ -88,6 +88,8 @@ class Reason(str, enum.Enum):
     CANCELLED = "cancelled"
     POLICY = "policy"
     DELIVERY_REPORT = "delivery_report"
+    #: A policy, a plugin hook or the handling of a provider answer raised; ``detail`` has the exception.
+    ERROR = "error"
 
 
 class Send(msgspec.Struct, kw_only=True, frozen=True, gc=False, omit_defaults=True, forbid_unknown_fields=True):
@@ -255,3 +257,6 @@ class Stats(msgspec.Struct, kw_only=True, frozen=True):
     events: dict[str, int]
     #: Delivery reports that named no sent message within retention (counted, not errors).
     unknown_reports: int = 0
+    #: Exceptions isolated to one send or batch (a policy or hook that raised, a provider answer
+    #: that could not be applied): each became that send's outcome or retry instead of stopping the engine.
+    errors: int = 0

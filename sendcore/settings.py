@@ -265,12 +265,24 @@ class RetrySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     base_delay: Duration = "30s"
     max_delay: Duration = "1h"
     jitter: float = 0.5
+    #: A provider's ``RateLimited(retry_after)`` is clamped into [min_retry_after, max_retry_after].
+    min_retry_after: Duration = "100ms"
+    max_retry_after: Duration = "1h"
+    #: A send pushed back this many times (``RateLimited``) fails with ``max_attempts``.
+    max_rate_limited: int = 50
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"retry.max_attempts: must be >= 1, got {self.max_attempts!r}")
         self.base_delay = parse_duration(self.base_delay, "retry.base_delay")
         self.max_delay = parse_duration(self.max_delay, "retry.max_delay")
+        self.min_retry_after = parse_duration(self.min_retry_after, "retry.min_retry_after")
+        self.max_retry_after = parse_duration(self.max_retry_after, "retry.max_retry_after")
+        if not 0 < self.min_retry_after <= self.max_retry_after:
+            raise ValueError("retry.min_retry_after: must be above 0s and at most max_retry_after, got "
+                             f"{self.min_retry_after:g}s and {self.max_retry_after:g}s")
+        if not isinstance(self.max_rate_limited, int) or self.max_rate_limited < 1:
+            raise ValueError(f"retry.max_rate_limited: must be a positive integer, got {self.max_rate_limited!r}")
         if not 0 <= self.jitter <= 1:
             raise ValueError(f"retry.jitter: must be between 0 and 1, got {self.jitter!r}")
 

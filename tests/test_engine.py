@@ -305,7 +305,7 @@ def test_a_hung_provider_times_out_on_the_wall_clock_while_virtual_time_stands_s
     assert outcomes[0].status is Status.RETRYING
     assert outcomes[0].detail == "timeout: provider 'rec' did not answer within 0.3s"
     assert outcomes[0].at == START  # virtual time did not move while the call hung
-    assert took >= 0.3
+    assert took >= 0.25  # the wall-clock timeout (timer granularity allows a hair early)
     assert outcomes[1].status is Status.SENT and outcomes[1].at == START + 10
     assert rec.active == 0  # the hung call was cancelled, not left behind
 
