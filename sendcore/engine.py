@@ -187,6 +187,7 @@ class Engine:
         self._outcome_hook: Any = None
         self._streams: weakref.WeakSet[OutcomeStream] = weakref.WeakSet()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._task_batch: dict[asyncio.Task[None], Batch] = {}
         self._wake: Union[asyncio.Event, None] = None
         self._scheduler: Union[asyncio.Task[None], None] = None
         self._progress: Union[asyncio.Future[None], None] = None
@@ -261,13 +262,18 @@ class Engine:
             self._flush()
         self._scheduler = self._loop.create_task(self._schedule(), name="sendcore-scheduler")
 
-    async def close(self) -> None:
+    async def close(self, *, grace: float = 5.0) -> None:
         """Stop dispatching, let in-flight calls finish or time out, close providers, end streams.
 
         Pending sends stay pending in the core (``engine.core``); ``outcome``,
         ``explain`` and ``stats`` keep answering. On a virtual clock, time
         moves forward as far as in-flight calls need (their sleeps and
-        timeouts). Idempotent.
+        timeouts). A provider call that has not ended ``grace`` seconds (wall
+        clock) after the longest provider timeout, because it ignores its
+        cancellation, is abandoned: its sends go back to be retried (and are
+        journaled so) and a warning is logged. Each provider's ``close`` gets
+        ``grace`` seconds; one that raises or hangs is reported and the
+        others still close. Idempotent.
         """
         if self._state in (_CLOSING, _CLOSED):
             return
@@ -281,30 +287,58 @@ class Engine:
         if self._scheduler is not None:
             await asyncio.gather(self._scheduler, return_exceptions=True)
         if self._tasks:
-            clock = self._clock
-            if hasattr(clock, "run_until") and not getattr(clock, "advancing", False):
-                await clock.run_until(math.inf, stop=lambda: not self._tasks)
-            if self._tasks:
-                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await self._finish_calls(grace)
         self._flush()
-        await self._close_providers()
+        await self._close_providers(grace)
         if self._journal is not None:
             await self._journal.close()
         self._state = _CLOSED
         self._end_streams()
         self._notify()
 
-    async def _close_providers(self) -> None:
+    async def _finish_calls(self, grace: float) -> None:
+        """Wait for in-flight provider calls, at most the longest timeout plus ``grace`` of wall time."""
+        loop = asyncio.get_running_loop()
+        limit = max((spec.timeout for spec in self._specs.values()), default=0.0) + grace
+        deadline = loop.time() + limit
+        clock = self._clock
+        if hasattr(clock, "run_until") and not getattr(clock, "advancing", False):
+            try:
+                await asyncio.wait_for(clock.run_until(math.inf, stop=lambda: not self._tasks), limit)
+            except TimeoutError:
+                pass
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=max(0.0, deadline - loop.time()))
+        for task in list(self._tasks):
+            # Still running: the call ignored its cancellation. Its sends are retried later.
+            batch = self._task_batch.pop(task, None)
+            self._tasks.discard(task)
+            task.cancel()
+            if batch is not None:
+                log.warning("sendcore: provider %r did not end a call of %d sends within %gs at close; "
+                            "its sends go back to be retried", batch.provider, len(batch.sends), limit)
+                self._record_error(batch, f"provider {batch.provider!r} did not end the call at close "
+                                          f"(cancellation ignored for {limit:g}s)")
+
+    async def _close_providers(self, grace: float = 5.0) -> None:
         started, self._started = self._started, []
         for p in reversed(started):
             close = getattr(p, "close", None)
             if close is None:
                 continue
             try:
-                await close()
-            except Exception as exc:  # one provider's bad close must not keep the others open
+                await asyncio.wait_for(close(), grace)
+            except (Exception, asyncio.CancelledError) as exc:
+                # One provider's bad close (raising, even CancelledError, or hanging) must not keep
+                # the others open or the engine closing forever; our own cancellation still propagates.
+                current = asyncio.current_task()
+                if isinstance(exc, asyncio.CancelledError) and current is not None and current.cancelling():
+                    raise
+                what = "did not close within {:g}s".format(grace) if isinstance(exc, TimeoutError) else \
+                    f"failed to close: {type(exc).__name__}: {exc}"
+                log.error("sendcore: provider %r %s", p.name, what)
                 asyncio.get_running_loop().call_exception_handler(
-                    {"message": f"sendcore: provider {p.name!r} failed to close", "exception": exc}
+                    {"message": f"sendcore: provider {p.name!r} {what}", "exception": exc}
                 )
 
     def _end_streams(self) -> None:
@@ -764,10 +798,12 @@ class Engine:
             self._run_batch(batch, self._providers[name], self._specs[name].timeout)
         )
         self._tasks.add(task)
+        self._task_batch[task] = batch
         task.add_done_callback(self._batch_done)
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._task_batch.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             self._fail(task.exception())  # type: ignore[arg-type]
         self._notify()
@@ -809,10 +845,14 @@ class Engine:
                 error = f"timeout: provider {batch.provider!r} did not answer within {timeout:g}s"
             else:
                 error = f"provider {batch.provider!r} raised TimeoutError: {exc}"
-        except asyncio.CancelledError:
-            # Torn down from outside (the loop is closing): the sends go back to be retried.
-            self._record_error(batch, f"provider {batch.provider!r} call cancelled")
-            raise
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                # Torn down from outside (the loop is closing): the sends go back to be retried.
+                self._record_error(batch, f"provider {batch.provider!r} call cancelled")
+                raise
+            # The provider raised CancelledError itself (nobody cancelled the call): a failure of the batch.
+            error = f"provider {batch.provider!r} raised CancelledError {exc}".rstrip()
         except Exception as exc:
             error = f"provider {batch.provider!r} raised {type(exc).__name__}: {exc}"
         if error is None and (not isinstance(results, (list, tuple)) or len(results) != len(batch.sends)):
@@ -823,13 +863,15 @@ class Engine:
             )
         core = self._core
         assert core is not None
+        if core.batch(batch.id) is None:
+            return  # given up on at close and recorded then; a late answer changes nothing
         now = clock.now()
         if self._journal is None:
             if error is None:
                 core.record(batch, results, now)
             else:
                 core.record_error(batch, error, now)
-        elif core.batch(batch.id) is not None:
+        else:
             from .journal import batch_check
             from .journal.frames import Record, RecordError, encode_frame
 
