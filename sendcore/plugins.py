@@ -202,13 +202,28 @@ class PluginHost:
                     f"{where}: no installed sendcore plugin is named {', '.join(missing)} "
                     f"(installed: {', '.join(sorted(ep.name for ep in eps)) or 'none'})"
                 )
+        by_name: dict[str, list[Any]] = {}
+        for ep in eps:
+            keys = {_norm(ep.name)} | ({_norm(ep.dist.name)} if ep.dist is not None else set())
+            if self._allowed(keys):
+                by_name.setdefault(ep.name, []).append(ep)
+        for name, found in by_name.items():
+            dists = sorted({_norm(e.dist.name) if e.dist is not None else "?" for e in found})
+            if len(dists) > 1:
+                # Two distributions claim one plugin name: loading either silently would be a guess.
+                raise PluginError(
+                    f"plugin name {name!r} is registered by several installed distributions: "
+                    f"{', '.join(f'{d} ({e.value})' for d, e in zip(dists, found))}; uninstall one, or block "
+                    "one with SENDCORE_BLOCK_PLUGINS / [plugins] block (by distribution name)"
+                )
         seen: set[str] = set()
         for ep in sorted(eps, key=lambda e: e.name):
             dist = ep.dist
             keys = {_norm(ep.name)} | ({_norm(dist.name)} if dist is not None else set())
             if not self._allowed(keys):
                 self._blocked.append(ep.name)
-                self._pm.set_blocked(ep.name)
+                if ep.name not in by_name:  # the name is not also taken by an allowed distribution
+                    self._pm.set_blocked(ep.name)
                 continue
             if ep.name in seen:
                 # The same distribution seen twice on sys.path (e.g. editable + site): load once.

@@ -331,7 +331,18 @@ class Installed:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     # Unique per process: engineers running the suite at the same time never share a name.
-    names = Installed(str(os.getpid()))
+    yield from _install(Installed(str(os.getpid())), tmp_path_factory)
+
+
+@pytest.fixture
+def impostor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    """Another distribution that registers an entry point named ``sandbox``, like sendcore's own."""
+    names = Installed(f"impostor{os.getpid()}")
+    names.entry_point = "sandbox"
+    yield from _install(names, tmp_path_factory)
+
+
+def _install(names: Installed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     src = tmp_path_factory.mktemp("plugin-src")
     (src / "pyproject.toml").write_text(
         textwrap.dedent(
@@ -383,6 +394,20 @@ def test_installed_plugin_is_discovered_and_used(installed: Installed, run: Any,
     assert outcome is not None and outcome.status is Status.SENT
     assert outcome.provider_id == "installed-p1"
     assert "p1" in importlib.import_module(installed.module).SENT
+
+
+@pytest.mark.parametrize("allow", ["", "sandbox"])
+def test_row18_two_distributions_claiming_one_plugin_name_is_a_clear_error(impostor: Installed, allow: str) -> None:
+    """Issue 8, row 18: another distribution's entry point named ``sandbox`` is never loaded silently."""
+    h = PluginHost(load_entrypoints=True, environ={"SENDCORE_PLUGINS": allow} if allow else {})
+    with pytest.raises(PluginError) as info:
+        h.load()
+    message = str(info.value)
+    assert "plugin name 'sandbox' is registered by several installed distributions" in message
+    assert "sendcore" in message and impostor.dist in message
+    # Blocking the impostor by its distribution name settles it: the bundled sandbox loads.
+    h = PluginHost(load_entrypoints=True, environ={"SENDCORE_BLOCK_PLUGINS": impostor.dist})
+    assert [p for p in h.plugins() if p.name == "sandbox"][0].source == "sendcore"
 
 
 def test_installed_plugin_is_found_without_an_allow_list(installed: Installed) -> None:
