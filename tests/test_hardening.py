@@ -79,7 +79,7 @@ async def collect(stream: Any) -> list[Outcome]:
 def finals(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:
     out: dict[str, list[Outcome]] = {}
     for o in outcomes:
-        if o.status.final:
+        if o.status.is_final:
             out.setdefault(o.send_id, []).append(o)
     return out
 
@@ -214,3 +214,152 @@ def test_row20_finished_outcomes_are_bounded_by_count_as_well_as_by_time(run: An
     assert stats.final["sent"] == 1600
     assert kept <= 500 + 400  # bounded: at most the limit, plus what finished since the last pass
     assert newest is not None and oldest is None
+
+
+# --------------------------------------------------------------------------- rows 2-4: provider answers
+
+
+def run_with(run: Any, answer: Callable[[Batch, int], Any], sends: list[Send], until: Union[float, None] = None,
+             **settings: Any) -> tuple[dict[str, list[Outcome]], list[Outcome], P, Any]:
+    p = P(answer)
+
+    async def main() -> Any:
+        async with engine(p, **settings) as e:
+            stream = e.outcomes()
+            await e.submit(sends)
+            if until is None:
+                await e.drain()
+            else:
+                await e.run_until(until)
+            stats = e.stats()
+            await e.close()
+            return [o async for o in stream], stats
+
+    outcomes, stats = run(main())
+    return finals(outcomes), outcomes, p, stats
+
+
+@pytest.mark.parametrize("retry_after", [0, -5, math.nan])
+def test_row02_rate_limited_zero_negative_or_nan_is_clamped_counted_and_ends(run: Any, retry_after: float) -> None:
+    by_id, outcomes, p, _ = run_with(run, lambda b, c: [RateLimited(retry_after) for _ in b.sends], [S(1)],
+                                     retry={"max_rate_limited": 20, "min_retry_after": "100ms"})
+    [final] = by_id["s1"]
+    assert final.status is Status.FAILED and final.reason.value == "max_attempts"
+    assert "rate limited 20 times" in final.detail
+    assert len(p.calls) == 21  # the first call and 20 pushbacks, not hundreds of thousands
+    times = [t for t, _ in p.calls]
+    assert all(b - a >= 0.1 - 1e-6 for a, b in zip(times, times[1:]))  # each pushback waited the minimum
+
+
+@pytest.mark.parametrize("retry_after", [1e9, math.inf])
+def test_row03_a_huge_rate_limited_wait_is_clamped_and_expires_at_still_applies(run: Any, retry_after: float) -> None:
+    sends = [S(1), S(2, expires_at=START + 600)]
+    by_id, outcomes, p, _ = run_with(
+        run, lambda b, c: [RateLimited(retry_after) for _ in b.sends] if c == 1 else [Accepted() for _ in b.sends],
+        sends, retry={"max_retry_after": "30m"})
+    assert by_id["s2"][0].status is Status.SKIPPED and by_id["s2"][0].reason.value == "expired"
+    assert by_id["s1"][0].status is Status.SENT
+    assert by_id["s1"][0].at == pytest.approx(START + 1800)  # held 30 minutes (the maximum), not 31 years
+
+
+@pytest.mark.parametrize("bad", [RateLimited("soon"), PermanentFailure(suppress="everything"),  # type: ignore[arg-type]
+                                 object(), None])
+@pytest.mark.parametrize("journal", [False, True])
+def test_row04_an_invalid_answer_is_a_temporary_failure_of_that_send_the_rest_recorded(
+        run: Any, tmp_path: Any, bad: Any, journal: bool) -> None:
+    def answer(b: Batch, call: int) -> list[Any]:
+        return [bad if s.id == "s1" and call == 1 else Accepted() for s in b.sends]
+
+    extra = {"journal": {"path": str(tmp_path / "j")}} if journal else {}
+    by_id, outcomes, p, stats = run_with(run, answer, [S(0), S(1), S(2)], **extra)
+    assert {sid: [o.status for o in v] for sid, v in by_id.items()} == {
+        "s0": [Status.SENT], "s1": [Status.SENT], "s2": [Status.SENT]}
+    [retrying] = [o for o in outcomes if o.status is Status.RETRYING]
+    assert retrying.send_id == "s1" and "invalid" in retrying.detail
+
+
+# --------------------------------------------------------------------------- rows 5, 6, 19: cancellation
+
+
+def test_row05_a_provider_raising_cancelled_error_fails_the_batch_which_is_retried(run: Any) -> None:
+    def answer(b: Batch, call: int) -> list[Any]:
+        if call == 1:
+            raise asyncio.CancelledError("the SDK gave up")
+        return [Accepted() for _ in b.sends]
+
+    p = P(answer)
+
+    async def main() -> Any:
+        async with Engine(Settings.from_dict(BASE), plugins=[Reg(p)], load_entrypoints=False) as e:  # real clock
+            stream = e.outcomes()
+            await e.submit([S(1, send_at=None)])
+            await asyncio.wait_for(e.drain(), 10)
+            await e.close()
+            return [o async for o in stream]
+
+    outcomes = run(main())
+    assert [o.status for o in outcomes] == [Status.RETRYING, Status.SENT]
+    assert "raised CancelledError" in outcomes[0].detail
+
+
+class Stubborn(P):
+    """Hangs and swallows every cancellation: the worst provider a close can meet."""
+
+    timeout = 0.2
+    released = False  # set by the test once close returned, so the loop's own teardown can end the task
+
+    async def send(self, batch: Batch) -> list[Any]:
+        self.calls.append((0.0, [s.id for s in batch.sends]))
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if self.released:
+                    raise
+
+
+@pytest.mark.parametrize("clock", ["real", "virtual"])
+def test_row06_close_finishes_with_a_provider_that_swallows_cancellation(run: Any, clock: str) -> None:
+    p = Stubborn()
+
+    async def main() -> Any:
+        e = Engine(Settings.from_dict(BASE), clock=VirtualClock(START) if clock == "virtual" else None,
+                   plugins=[Reg(p)], load_entrypoints=False)
+        await e.start()
+        stream = e.outcomes()
+        await e.submit([S(1, send_at=None)])
+        while not p.calls:
+            await asyncio.sleep(0.01)
+        t0 = asyncio.get_running_loop().time()
+        await asyncio.wait_for(e.close(grace=0.3), 10)
+        took = asyncio.get_running_loop().time() - t0
+        p.released = True
+        return took, [o async for o in stream], e
+
+    took, outcomes, e = run(main())
+    assert took < 2.0
+    assert e.closed and e.pending == 1  # left to be retried (the next start sends it again)
+    assert any(o.status is Status.RETRYING and "did not end the call at close" in o.detail for o in outcomes), outcomes
+
+
+def test_row19_a_provider_whose_close_raises_cancelled_error_does_not_stop_close(run: Any) -> None:
+    class BadClose(P):
+        async def close(self) -> None:
+            raise asyncio.CancelledError("closing went wrong")
+
+    p = BadClose()
+    errors: list[str] = []
+
+    async def main() -> Any:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx["message"]))
+        e = engine(p)
+        await e.start()
+        stream = e.outcomes()
+        await e.submit([S(1)])
+        await e.drain()
+        await asyncio.wait_for(e.close(), 10)
+        return e.closed, [o async for o in stream]
+
+    closed, outcomes = run(main())
+    assert closed and [o.status for o in outcomes] == [Status.SENT]  # the stream ended
+    assert any("provider 'p' failed to close: CancelledError" in m for m in errors), errors
