@@ -363,3 +363,87 @@ def test_row19_a_provider_whose_close_raises_cancelled_error_does_not_stop_close
     closed, outcomes = run(main())
     assert closed and [o.status for o in outcomes] == [Status.SENT]  # the stream ended
     assert any("provider 'p' failed to close: CancelledError" in m for m in errors), errors
+
+
+# --------------------------------------------------------------------------- rows 7-11: settings and check-config
+
+
+def load_and_check(text: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """The ConfigError of Settings.from_toml_bytes, and what check-config prints, for one file."""
+    from click.testing import CliRunner
+
+    from sendcore.cli import main
+
+    with pytest.raises(ConfigError) as info:
+        Settings.from_toml_bytes(text.encode(), source="sendcore.toml")
+    path = tmp_path / "sendcore.toml"
+    path.write_text(text)
+    monkeypatch.setenv("SENDCORE_LOAD_ENTRYPOINTS", "1")
+    result = CliRunner().invoke(main, ["check-config", str(path)])
+    assert result.exit_code == 2, result.output
+    return str(info.value), result.output
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_row07_provider_max_batch_below_one_is_a_config_error_naming_the_key(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, value: int) -> None:
+    error, output = load_and_check(f"[providers.sandbox]\nmax_batch = {value}\n", tmp_path, monkeypatch)
+    assert "providers.sandbox.max_batch: must be a positive integer" in error
+    assert "providers.sandbox.max_batch: must be a positive integer" in output
+
+
+@pytest.mark.parametrize(("key", "value"), [("max_concurrency", "0"), ("max_concurrency", "-1"),
+                                            ("timeout", '"0s"')])
+def test_row08_max_concurrency_and_timeout_that_would_send_nothing_are_config_errors(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, key: str, value: str) -> None:
+    error, output = load_and_check(f"[providers.sandbox]\n{key} = {value}\n", tmp_path, monkeypatch)
+    assert f"providers.sandbox.{key}: must be a positive" in error and f"providers.sandbox.{key}" in output
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("[[routes]]\nrate = nan\n", "routes[0].rate"),
+    ("[providers.sandbox]\ntotal_rate = nan\n", "providers.sandbox.total_rate"),
+    ("[providers.sandbox]\nrate = -5\n", "providers.sandbox.rate"),
+    ("[providers.sandbox]\nrate = nan\n", "providers.sandbox.rate"),
+    ("[providers.sandbox]\nrate = inf\n", "providers.sandbox.rate"),
+])
+def test_row09_rates_that_are_nan_negative_or_infinite_are_config_errors_naming_the_key(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, text: str, key: str) -> None:
+    error, output = load_and_check(text, tmp_path, monkeypatch)
+    assert error.startswith(f"sendcore.toml: {key}: must be") and key in output
+
+
+def test_row10_quiet_hours_with_start_equal_to_end_are_refused_as_ambiguous(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    error, output = load_and_check('[channels.sms]\nquiet_hours = {start = "20:00", end = "20:00"}\n',
+                                   tmp_path, monkeypatch)
+    assert "channels.sms.quiet_hours.end: equals start ('20:00')" in error and "quiet_hours = false" in output
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('jurisdictions = ["XX"]\n', "jurisdictions: unknown rule pack 'XX'"),
+    ('[channels.sms]\nprovider = "nosuch"\n', "[channels.sms] provider 'nosuch' is not registered"),
+])
+def test_row11_check_config_builds_what_the_engine_builds(
+        run: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, text: str, expected: str) -> None:
+    from click.testing import CliRunner
+
+    from sendcore.cli import main
+
+    path = tmp_path / "sendcore.toml"
+    path.write_text(text)
+    monkeypatch.setenv("SENDCORE_LOAD_ENTRYPOINTS", "1")
+    result = CliRunner().invoke(main, ["check-config", str(path)])
+    assert result.exit_code == 2 and expected in result.output, result.output
+
+    async def start() -> Any:
+        # What check-config reported is what the engine does with the same file.
+        settings = Settings.from_toml(path)
+        settings.journal.path = ""
+        try:
+            async with Engine(settings, clock=VirtualClock(START)) as e:
+                return (await e.submit([S(1)])).rejected[0].reason
+        except ConfigError as exc:
+            return str(exc)
+
+    assert expected in run(start())
