@@ -104,6 +104,14 @@ class SmtpProvider(Provider):
 
     # Lifecycle
 
+    def problems(self) -> list[str]:
+        """What would stop ``start`` here: the password's environment variable unset (for ``check-config``)."""
+        opts = self.options
+        if opts.username and not os.environ.get(opts.password_env):
+            return [f"the environment variable {opts.password_env} (providers.smtp.options.password_env) is not "
+                    "set; the engine will refuse to start until it is"]
+        return []
+
     async def start(self, context: ProviderContext) -> None:
         """Apply ``context.settings`` (when given), read the password, set up the (unconnected) pool.
 
