@@ -331,7 +331,7 @@ class LimitSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     priority_max: int = 9
     schedule_horizon: Duration = "400d"
-    retention_max: int = 2_000_000
+    retention_max: int = 1_000_000
 
     def __post_init__(self) -> None:
         self.schedule_horizon = parse_duration(self.schedule_horizon, "schedule_horizon")
