@@ -24,3 +24,34 @@ def test_public_names_are_exported_and_documented():
             continue
         assert getattr(obj, "__doc__", None), f"sendcore.{name} has no docstring"
     assert sendcore.Engine.__name__ == "Engine"
+
+
+def _documents() -> list:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def test_the_readme_and_docs_point_only_at_files_in_the_repository():
+    """Every relative link and every repository path quoted in the README and docs/ exists; nothing points outside."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    missing, checked = [], 0
+    for doc in _documents():
+        text = doc.read_text()
+        assert "../shared" not in text, f"{doc.name} points at ../shared, which is not in the repository"
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if re.match(r"[a-z]+://", target):
+                continue
+            checked += 1
+            if not (doc.parent / target).exists():
+                missing.append(f"{doc.name}: link {target}")
+        for path in re.findall(r"`((?:examples|docs|bench|sendcore|plugins|tests)/[\w./-]*\w)`", text):
+            checked += 1
+            if not (root / path).exists():
+                missing.append(f"{doc.name}: path {path}")
+    assert not missing, missing
+    assert checked >= 10, f"only {checked} links and paths found: the patterns no longer match the documents"
