@@ -225,8 +225,9 @@ class Core:
             self._providers[spec.name] = _ProviderState(spec)
         self._channels = frozenset(settings.channel_names) | {c for p in providers for c in p.channels}
         self._channel_provider: dict[str, Union[str, InputError]] = {}
-        self._locale = LocaleResolver(settings, resolve_timezone)
-        self._lookup_carrier = lookup_carrier
+        self._errors = 0
+        self._locale = LocaleResolver(settings, self._guarded(resolve_timezone, _zone_ok))
+        self._lookup_carrier = self._guarded(lookup_carrier, lambda v: bool(v))
         self._retention = float(settings.retention)
         self._retention_max = settings.limits.retention_max
         self._priority_max = settings.limits.priority_max
@@ -277,7 +278,6 @@ class Core:
         self._sent_meta: dict[str, tuple[str, tuple[str, str, str, str]]] = {}
         self._by_provider_id: dict[tuple[str, str], str] = {}
         self._unknown_reports = 0
-        self._errors = 0
         self._pushbacks: dict[str, int] = {}  # send id -> times rate limited (only sends pushed back)
         self._outcomes: list[Outcome] = []
         self._by_recipient: dict[str, Union[Entry, list[Entry]]] = {}
@@ -396,6 +396,31 @@ class Core:
         return self._now
 
     # ------------------------------------------------------------------ submit
+
+    def _guarded(self, hook: Optional[Callable[[Send], Optional[str]]],
+                 valid: Callable[[str], bool]) -> Optional[Callable[[Send], Optional[str]]]:
+        """A plugin hook that cannot break a send: raising or answering nonsense counts as "no answer".
+
+        The next source then decides (the number's zones, phonenumbers' carrier);
+        each such failure is counted in ``stats().errors``.
+        """
+        if hook is None:
+            return None
+
+        def call(send: Send) -> Optional[str]:
+            try:
+                got = hook(send)
+            except Exception:
+                self._errors += 1
+                return None
+            if got is None:
+                return None
+            if type(got) is not str or not valid(got):
+                self._errors += 1
+                return None
+            return got
+
+        return call
 
     @property
     def channels(self) -> frozenset[str]:

@@ -447,3 +447,64 @@ def test_row11_check_config_builds_what_the_engine_builds(
             return str(exc)
 
     assert expected in run(start())
+
+
+# --------------------------------------------------------------------------- error isolation
+
+
+def test_a_plugin_hook_that_raises_or_answers_nonsense_falls_back_and_is_counted(run: Any) -> None:
+    """A timezone or carrier hook that raises (or returns junk) is "no answer": the next source decides."""
+
+    class Hooks:
+        def sendcore_resolve_timezone(self, send: Send) -> Any:
+            if send.id == "s1":
+                raise RuntimeError("profile database down")
+            return 42 if send.id == "s2" else None
+
+        def sendcore_lookup_carrier(self, send: Send) -> Any:
+            if send.id == "s3":
+                raise RuntimeError("HLR lookup down")
+            return None
+
+    async def main() -> Any:
+        e = Engine(Settings.from_dict(BASE), clock=VirtualClock(START), plugins=[Reg(P()), Hooks()],
+                   load_entrypoints=False)
+        async with e:
+            report = await e.submit([S(i) for i in range(4)])
+            await e.drain()
+            return report, [e.outcome(f"s{i}") for i in range(4)], e.stats()
+
+    report, outcomes, stats = run(main())
+    assert report.accepted == 4 and all(o.status is Status.SENT for o in outcomes)
+    assert stats.errors == 3
+
+
+def test_a_policy_that_raises_fails_only_the_sends_it_raised_on(run: Any) -> None:
+    from sendcore.policies.base import Stage
+
+    class Fragile:
+        name = "fragile"
+        stages = Stage.ADMIT
+
+        def check(self, entries: list[Any], now: float, stage: Any, verdicts: Any) -> list[Any]:
+            if any(e.send.id == "s1" for e in entries):
+                raise ZeroDivisionError("division by zero")
+            return entries
+
+    class Policies:
+        def sendcore_register_policies(self, register: Any) -> None:
+            register(Fragile())
+
+    async def main() -> Any:
+        e = Engine(Settings.from_dict(BASE), clock=VirtualClock(START), plugins=[Reg(P()), Policies()],
+                   load_entrypoints=False)
+        async with e:
+            await e.submit([S(i) for i in range(3)])
+            await e.drain()
+            return [e.outcome(f"s{i}") for i in range(3)], e.stats()
+
+    outcomes, stats = run(main())
+    assert [o.status for o in outcomes] == [Status.SENT, Status.FAILED, Status.SENT]
+    assert outcomes[1].reason.value == "error"
+    assert outcomes[1].detail == "policy 'fragile' raised ZeroDivisionError: division by zero"
+    assert stats.errors == 1
