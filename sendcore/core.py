@@ -275,8 +275,9 @@ class Core:
         # Sent messages within retention: where they went (address, route key), for delivery
         # reports that feed the error segment, suppression or the route's pace; and the
         # provider's message ids, which reports may name instead of the send id.
-        self._sent_meta: dict[str, tuple[str, tuple[str, str, str, str]]] = {}
-        self._by_provider_id: dict[tuple[str, str], str] = {}
+        self._sent_meta: dict[str, tuple[str, Route]] = {}
+        # Built on the first report that names a provider id (the sandbox reports by send id).
+        self._by_provider_id: Optional[dict[tuple[str, str], str]] = None
         self._unknown_reports = 0
         self._pushbacks: dict[str, int] = {}  # send id -> times rate limited (only sends pushed back)
         self._outcomes: list[Outcome] = []
@@ -845,7 +846,14 @@ class Core:
 
     def delivery_target(self, report: DeliveryReport, provider: str) -> Union[Outcome, None]:
         """The ``sent`` outcome ``report`` is about (by send id or by ``provider``'s message id), or None."""
-        sid = report.send_id or self._by_provider_id.get((provider, report.provider_id), "")
+        sid = report.send_id
+        if not sid and report.provider_id:
+            index = self._by_provider_id
+            if index is None:
+                index = self._by_provider_id = {
+                    (o.provider, o.provider_id): k for k, o in self._finished.items()
+                    if o.provider_id and o.status is _SENT and k in self._sent_meta}
+            sid = index.get((provider, report.provider_id), "")
         o = self._finished.get(sid) if sid else None
         if o is None or o.status is not _SENT or (provider and o.provider != provider):
             return None
@@ -875,14 +883,13 @@ class Core:
         self._event(event)
         meta = self._sent_meta.get(o.send_id)
         if not report.delivered and meta is not None:
-            to, key = meta
+            to, route = meta
             if report.temporary:
                 self.error_segment.note_error(o.channel, to, now)
             if report.suppress is not None:
                 self.suppression.add(o.channel, to, report.suppress)
             wait = report.retry_after
-            route = self._routes.get(key) if wait is not None else None
-            if route is not None and wait == wait and wait > 0:
+            if wait is not None and wait == wait and wait > 0:
                 until = now + min(float(wait), _MAX_REPORT_SLOWDOWN)
                 if until > route.blocked_until:
                     route.blocked_until = until
@@ -1194,14 +1201,14 @@ class Core:
         self._release_slot(fl, now)
         now = self._now
         provider = batch.provider
-        others = self._record_accepted(fl.entries, results, now, provider)
+        others = self._record_accepted(fl.entries, results, now, provider, fl.route)
         if others:
             self._record_others(fl, others, now, provider)
         elif fl.route.size:
             self._schedule(fl.route, self._next_ready(fl.route, now))
 
     def _record_accepted(self, entries: list[Entry], results: Sequence[Any], now: float,
-                         provider: str) -> list[tuple[Entry, Any]]:
+                         provider: str, route: Route) -> list[tuple[Entry, Any]]:
         """Finish every accepted send of a batch in one tight loop; return the other (entry, result) pairs.
 
         The same bookkeeping as ``_finish`` for status ``sent``, inlined: this
@@ -1231,8 +1238,8 @@ class Core:
             outcomes.append(o)
             finished[sid] = o
             order.append(sid)
-            sent_meta[sid] = (s.to, e.route)
-            if pid:
+            sent_meta[sid] = (s.to, route)
+            if pid and by_pid is not None:
                 by_pid[(provider, pid)] = sid
             n += 1
             rec = s.recipient
@@ -1439,7 +1446,7 @@ class Core:
             order.popleft()
             if o is not None:
                 del finished[sid]
-                if self._sent_meta.pop(sid, None) is not None and o.provider_id:
+                if self._sent_meta.pop(sid, None) is not None and o.provider_id and self._by_provider_id:
                     self._by_provider_id.pop((o.provider, o.provider_id), None)
 
     # ------------------------------------------------------------------ recovery (the journal, R22)
@@ -1509,8 +1516,7 @@ class Core:
             if f in state:
                 setattr(self, f, state[f])
         self._outcomes = list(state.get("outcomes", ()))
-        self._by_provider_id = {(o.provider, o.provider_id): sid for sid, o in self._finished.items()
-                                if o.provider_id and o.status is _SENT and sid in self._sent_meta}
+        self._by_provider_id = None  # rebuilt from the finished outcomes when a report needs it
         old_providers: dict[str, _ProviderState] = state["providers"]
         for name, old in old_providers.items():
             new = self._providers.get(name)
