@@ -391,3 +391,27 @@ def test_allowed_interval_runs_across_midnight():
     t = at(PARIS, 2027, 1, 12, 23)
     assert q.next_allowed("sms", FR, t) == t
     assert q.allowed_until("sms", FR, t) == at(PARIS, 2027, 1, 13, 1)
+
+
+def test_a_send_lifting_quiet_hours_still_obeys_the_jurisdiction_pack():
+    """R9: packs only ever add restrictions. quiet_hours=False lifts the channel's window (20:00-11:00 here),
+    not France's: a campaign SMS on Sunday 2027-01-17 at 22:00 Paris waits for Monday 08:00."""
+    from sendcore.core import Core
+    from sendcore.provider import ProviderSpec
+    from sendcore.send import Status
+
+    settings = Settings.from_dict({"jurisdictions": ["FR"], "journal": {"path": ""}})
+    core = Core(settings, [ProviderSpec(name="p", channels=("sms",))])
+    sunday_22 = at(PARIS, 2027, 1, 17, 22)
+    core.submit([Send(id="sun", recipient="r1", channel="sms", to="+33612345678", origin="campaign",
+                      quiet_hours=False, send_at=sunday_22),
+                 Send(id="wed", recipient="r2", channel="sms", to="+33612345679", origin="campaign",
+                      quiet_hours=False, send_at=at(PARIS, 2027, 1, 13, 9))], sunday_22 - 5 * 86400)
+    t = at(PARIS, 2027, 1, 13, 9)
+    sent = {b.sends[0].id: t for b in core.advance(t)}
+    assert "wed" in sent  # Wednesday 09:00: the channel's quiet hours are lifted, France allows 08:00-20:00
+    for b in core.advance(sunday_22):
+        sent[b.sends[0].id] = sunday_22
+    assert "sun" not in sent
+    explain = core.explain("sun")
+    assert explain.rule == "quiet_hours" and explain.earliest >= at(PARIS, 2027, 1, 18, 8)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import zlib
 from datetime import date, datetime, timedelta
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import msgspec
 
@@ -141,6 +141,7 @@ class _ChannelRules(msgspec.Struct, gc=False):
     quiet: list[tuple[int, int]]
     restricted: bool
     origin_matters: bool
+    packs: bool  # some jurisdiction pack restricts the channel (it applies even with quiet_hours=False)
     # origin key -> Locale -> (forbidden_from, start, end): instants in
     # [forbidden_from, start) wait until start; instants in [start, end) may leave.
     intervals: dict
@@ -180,16 +181,19 @@ class QuietHours(Policy):
                 ramp=resolved.ramp,
                 quiet=quiet,
                 restricted=quiet != [(0, _DAY)] or bool(pack_rules),
+                packs=bool(pack_rules),
                 origin_matters=any(set(r.origins) != {"flow", "campaign"} for r in pack_rules),
                 intervals={},
             )
         return rules
 
-    def _plan(self, channel: str, locale: Locale, origin: Union[str, None]) -> Union[_Plan, None]:
-        key = (channel, locale.country, locale.region, origin)
+    def _plan(self, channel: str, locale: Locale, origin: Union[str, None],
+              packs_only: bool = False) -> Union[_Plan, None]:
+        key = (channel, locale.country, locale.region, origin, packs_only)
         if key in self._plans:
             return self._plans[key]
-        windows = list(self._channel(channel).quiet)
+        # A send with quiet_hours=False lifts the channel's own window, never a jurisdiction's (R9).
+        windows = [(0, _DAY)] if packs_only else list(self._channel(channel).quiet)
         weekdays: set[int] = set()
         holidays: list[NoPublicHolidays] = []
         for pack in self.packs:
@@ -209,20 +213,22 @@ class QuietHours(Policy):
 
     # The question
 
-    def _interval(self, channel: str, locale: Locale, t: float, origin: Union[str, None]) -> tuple[float, float]:
+    def _interval(self, channel: str, locale: Locale, t: float, origin: Union[str, None],
+                  packs_only: bool = False) -> tuple[float, float]:
         """(n, end): the first allowed instant >= t, and the end of the allowed interval holding it."""
         rules = self._channels.get(channel) or self._channel(channel)
         okey = origin if rules.origin_matters else None
-        cache = rules.intervals.get(okey)
+        ckey = (okey, True) if packs_only else okey
+        cache = rules.intervals.get(ckey)
         if cache is None:
-            cache = rules.intervals[okey] = {}
+            cache = rules.intervals[ckey] = {}
         entry = cache.get(locale)
         if entry is not None:
             if entry[1] <= t < entry[2]:
                 return t, entry[2]
             if entry[0] <= t < entry[1]:
                 return entry[1], entry[2]
-        plan = self._plan(channel, locale, okey)
+        plan = self._plan(channel, locale, okey, packs_only)
         if plan is None:
             entry = (-math.inf, -math.inf, math.inf)
         else:
@@ -264,10 +270,17 @@ class QuietHours(Policy):
         default = self._default_locale
         for e in entries:
             s = e.send
-            if s.origin is _TRANSACTIONAL or not s.quiet_hours:
+            if s.origin is _TRANSACTIONAL:
                 append(e)
                 continue
             rules = channels.get(s.channel) or self._channel(s.channel)
+            if not s.quiet_hours:
+                # The send lifts the channel's quiet hours; the jurisdiction packs still apply.
+                if rules.packs:
+                    self._packs_only(e, now, rules, verdicts, kept)
+                else:
+                    append(e)
+                continue
             if not rules.restricted:
                 append(e)
                 continue
@@ -286,3 +299,14 @@ class QuietHours(Policy):
             u = zlib.crc32(s.id.encode()) / 4294967296.0
             verdicts.defer(e, n + min(rules.ramp, end - n) * u, Reason.QUIET_HOURS)
         return kept
+
+    def _packs_only(self, e: Any, now: float, rules: _ChannelRules, verdicts: Verdicts, kept: list) -> None:
+        s = e.send
+        loc = e.locale or self._default_locale
+        origin = s.origin.value if rules.origin_matters else None
+        n, end = self._interval(s.channel, loc, now, origin, packs_only=True)
+        if n <= now:
+            kept.append(e)
+            return
+        u = zlib.crc32(s.id.encode()) / 4294967296.0
+        verdicts.defer(e, n + min(rules.ramp, end - n) * u, Reason.QUIET_HOURS)
