@@ -101,7 +101,10 @@ def _zone_ok(name: str) -> bool:
 def _epoch(value: Any, field: str) -> float:
     """Epoch seconds from a number or an aware datetime; raise InputError naming ``field``."""
     if type(value) is float or type(value) is int:
-        t = float(value)
+        try:
+            t = float(value)
+        except OverflowError:  # an int beyond float range (10**400): no instant, and not an engine failure
+            raise InputError(field, "not a finite time") from None
     elif isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise InputError(field, "naive datetime; give a timezone-aware datetime or epoch seconds")
@@ -114,7 +117,7 @@ def _epoch(value: Any, field: str) -> float:
 
 
 _EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f.][^@\s\x00-\x1f\x7f]*\.[^@\s\x00-\x1f\x7f.]+")
-_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]*)`")
+_MISSING_FIELD = re.compile(r"missing required field `([^`]*)`")
 _json_encode = msgspec.json.Encoder().encode
 
 
@@ -508,7 +511,8 @@ class Core:
         if not to.isprintable():
             _check_text(to, "to")
         ch = s.channel
-        if ch not in self._channels or type(ch) is not str:
+        # The type first: an unhashable value (a list, a dict) cannot be looked up in the set.
+        if type(ch) is not str or ch not in self._channels:
             raise InputError("channel", f"unknown channel {ch!r}; known: {', '.join(sorted(self._channels))}")
         if ch == "email":
             if not _EMAIL.fullmatch(to):
@@ -612,13 +616,21 @@ class Core:
                 return msgspec.convert(item, Send)
             except msgspec.ValidationError as exc:
                 msg = str(exc)
-                m = _UNKNOWN_FIELD.search(msg)
-                if m:
-                    key = m.group(1)
+                # The keys themselves, not msgspec's message: a key may hold a backtick or be no string.
+                key = next((k for k in item if type(k) is str and k not in Send.__struct_fields__), None)
+                if key is not None:
                     close = difflib.get_close_matches(key, Send.__struct_fields__, n=1)
                     hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    raise InputError(key, f"unknown key{hint}; a send's keys are "
+                    raise InputError(key if key.isidentifier() else repr(key), f"unknown key{hint}; a send's keys are "
                                      f"{', '.join(Send.__struct_fields__)}") from None
+                # Name the field in these too (R23), not "send": a missing required key, a key that is no string.
+                m = _MISSING_FIELD.search(msg)
+                if m:
+                    raise InputError(m.group(1), "required, missing") from None
+                odd = next((k for k in item if type(k) is not str), None)
+                if odd is not None:
+                    raise InputError(repr(odd), f"unknown key (a send's keys are strings: "
+                                     f"{', '.join(Send.__struct_fields__)})") from None
                 field = msg.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in msg else "send"
                 raise InputError(field, msg) from None
         if isinstance(item, Send):

@@ -844,7 +844,7 @@ class Engine:
             if scope.expired():
                 error = f"timeout: provider {batch.provider!r} did not answer within {timeout:g}s"
             else:
-                error = f"provider {batch.provider!r} raised TimeoutError: {exc}"
+                error = f"provider {batch.provider!r} raised TimeoutError: {_text_of(exc)}"
         except asyncio.CancelledError as exc:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
@@ -852,9 +852,9 @@ class Engine:
                 self._record_error(batch, f"provider {batch.provider!r} call cancelled")
                 raise
             # The provider raised CancelledError itself (nobody cancelled the call): a failure of the batch.
-            error = f"provider {batch.provider!r} raised CancelledError {exc}".rstrip()
+            error = f"provider {batch.provider!r} raised CancelledError {_text_of(exc)}".rstrip()
         except Exception as exc:
-            error = f"provider {batch.provider!r} raised {type(exc).__name__}: {exc}"
+            error = f"provider {batch.provider!r} raised {type(exc).__name__}: {_text_of(exc)}"
         if error is None and (not isinstance(results, (list, tuple)) or len(results) != len(batch.sends)):
             got = f"{len(results)} results" if isinstance(results, (list, tuple)) else repr(type(results).__name__)
             error = (
@@ -899,6 +899,15 @@ class Engine:
             self._journal.run(encode_frame(RecordError(now=now, batch=batch.id, check=batch_check(batch), error=error)),
                               partial(core.record_error, batch, error, now), False)
         self._flush()
+
+
+def _text_of(exc: BaseException) -> str:
+    """An exception's message, safe to store: its ``str()`` may raise or hold lone surrogates."""
+    try:
+        text = str(exc)
+    except Exception:
+        return f"<{type(exc).__name__} whose str() raised>"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 _RESULT_TYPES = (Accepted, TemporaryFailure, PermanentFailure, RateLimited, InvalidResult)

@@ -508,3 +508,25 @@ def test_a_policy_that_raises_fails_only_the_sends_it_raised_on(run: Any) -> Non
     assert outcomes[1].reason.value == "error"
     assert outcomes[1].detail == "policy 'fragile' raised ZeroDivisionError: division by zero"
     assert stats.errors == 1
+
+
+@pytest.mark.parametrize("journal", [False, True])
+def test_a_provider_exception_whose_text_cannot_be_read_or_stored_is_a_plain_batch_failure(
+        run: Any, tmp_path: Any, journal: bool) -> None:
+    class Nasty(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("__str__ raised")
+
+    def answer(b: Batch, call: int) -> list[Any]:
+        if call == 1:
+            raise Nasty()
+        if call == 2:
+            raise ValueError("carrier said \ud800")
+        return [Accepted() for _ in b.sends]
+
+    extra = {"journal": {"path": str(tmp_path / "j")}} if journal else {}
+    by_id, outcomes, p, stats = run_with(run, answer, [S(1)], **extra)
+    retrying = [o for o in outcomes if o.status is Status.RETRYING]
+    assert "<Nasty whose str() raised>" in retrying[0].detail
+    assert "carrier said \\ud800" in retrying[1].detail
+    assert [o.status for o in by_id["s1"]] == [Status.SENT]
