@@ -121,6 +121,17 @@ _MISSING_FIELD = re.compile(r"missing required field `([^`]*)`")
 _json_encode = msgspec.json.Encoder().encode
 
 
+def _valid_text(value: Any) -> bool:
+    """False for a str holding a lone surrogate (it cannot be encoded as UTF-8)."""
+    if type(value) is not str or value.isascii():
+        return True
+    try:
+        value.encode()
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def _check_text(value: str, field: str) -> None:
     """Refuse text a protocol could choke on: a lone surrogate or a control character, naming ``field``.
 
@@ -133,6 +144,19 @@ def _check_text(value: str, field: str) -> None:
             raise InputError(field, f"contains a lone surrogate (U+{o:04X}) at position {i}: not valid Unicode text")
         if o < 0x20 or 0x7F <= o <= 0x9F:
             raise InputError(field, f"contains a control character (U+{o:04X}) at position {i}")
+
+
+def _storable_id(value: Any) -> bool:
+    """A provider id the outcome can carry: a str that encodes as UTF-8 (no lone surrogate). O(1) for ASCII."""
+    if type(value) is not str:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _iso(t: float) -> str:
@@ -472,6 +496,8 @@ class Core:
         """The provider a send goes to (DESIGN §4); raise InputError naming the field."""
         name = send.provider
         if name is not None:
+            if type(name) is not str:
+                raise InputError("provider", f"expected a provider name, got {type(name).__name__}")
             st = self._providers.get(name)
             if st is None:
                 raise InputError("provider", f"unknown provider {name!r}")
@@ -582,6 +608,11 @@ class Core:
             field = "local_send_at" if s.local_send_at is not None else "send_at"
             raise InputError(field, f"{_iso(due)} is more than {self._horizon / 86400:g} days ahead "
                              "(limits.schedule_horizon)")
+        if due < 0.0:
+            # Long past (before 1970, down to -1.8e308): due now all the same. Held as is, a due that far
+            # back overflowed the wheel's tick arithmetic and raised out of submit (found by the fuzz
+            # test, tests/fuzz_engine.py).
+            due = 0.0
         if changes:
             s = msgspec.structs.replace(s, **changes)
         return s, due, late
@@ -614,6 +645,11 @@ class Core:
         if isinstance(item, dict):
             try:
                 return msgspec.convert(item, Send)
+            except UnicodeError:
+                bad = next((k for k, v in item.items() if not _valid_text(k) or (type(v) is str and not _valid_text(v))),
+                           "send")
+                raise InputError(bad if type(bad) is str and _valid_text(bad) else repr(bad),
+                                 "contains a lone surrogate: not valid Unicode text") from None
             except msgspec.ValidationError as exc:
                 msg = str(exc)
                 # The keys themselves, not msgspec's message: a key may hold a backtick or be no string.
@@ -621,7 +657,7 @@ class Core:
                 if key is not None:
                     close = difflib.get_close_matches(key, Send.__struct_fields__, n=1)
                     hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    raise InputError(key if key.isidentifier() else repr(key), f"unknown key{hint}; a send's keys are "
+                    raise InputError(key, f"unknown key{hint}; a send's keys are "
                                      f"{', '.join(Send.__struct_fields__)}") from None
                 # Name the field in these too (R23), not "send": a missing required key, a key that is no string.
                 m = _MISSING_FIELD.search(msg)
@@ -1060,7 +1096,6 @@ class Core:
             _, route.day_end = period_bounds(now, route.daily_zone, "day")
             route.day_count = 0
         gcra = route.gcra
-        burst_units = route.burst_units
         is_sms = route.is_sms
         max_batch = spec.max_batch
         dispatch = self._dispatch
@@ -1098,7 +1133,7 @@ class Core:
                     continue
                 if is_sms:
                     cost = sms_segments(e.send.body)
-                    if cost > budget and not (not cands and budget >= burst_units):
+                    if cost > budget and not (not cands and self._fits_whole(route, shared, cost, now)):
                         break
                     costs.append(cost)
                 elif budget < 1:
@@ -1156,6 +1191,27 @@ class Core:
                 return
         if route.size:
             self._schedule(route, self._next_ready(route, now))
+
+    def _fits_whole(self, route: Route, shared: Optional[Gcra], cost: int, now: float) -> bool:
+        """Whether an SMS of ``cost`` segments, more than the budget, may leave whole now (R16).
+
+        A send larger than a bucket's burst leaves whole once that bucket is
+        full (``Gcra.ready_at``), so one long SMS never blocks a route. Each
+        bucket is asked on its own: the route's (with its daily cap, as
+        before) and the provider-wide one. Asking only the route's burst let a
+        long SMS on a route with a larger (or no) burst than the provider's
+        ``total_burst`` never fit while ``_next_ready`` said "now", and
+        ``advance`` looped on that route forever (found by the fuzz test, tests/fuzz_engine.py).
+        """
+        own = route.gcra.available(now)
+        if route.daily_cap:
+            own = min(own, route.daily_cap - route.day_count)
+        if own < min(cost, route.burst_units):
+            return False
+        if shared is None:
+            return True
+        # +1e-9: depth / interval may land an ulp above the whole burst.
+        return shared.available(now) + 1e-9 >= min(cost, shared.depth / shared.interval)
 
     def _next_ready(self, route: Route, now: float) -> float:
         """When ``route`` can next fill a batch without wasting bucket capacity."""
@@ -1233,7 +1289,10 @@ class Core:
         sent_meta, by_pid, pushbacks = self._sent_meta, self._by_provider_id, self._pushbacks
         n = 0
         for e, r in zip(entries, results):
-            if type(r) is not Accepted or e.where == DEAD:
+            # A provider_id that is no string (a provider bug) is not applied as sent: the outcome would
+            # carry it, and with the journal on the same answer is retried (it cannot be stored), so it is
+            # retried here too (found by the fuzz test, tests/fuzz_engine.py).
+            if type(r) is not Accepted or e.where == DEAD or not _storable_id(r.provider_id):
                 others.append((e, r))
                 continue
             s = e.send
@@ -1323,6 +1382,9 @@ class Core:
             self._finish(e, Status.FAILED, Reason.PERMANENT_FAILURE, now, detail, provider)
         elif t is RateLimited:
             self._pushed_back(fl.route, e, self._retry_after(r.retry_after), now)
+        elif t is Accepted:
+            self._retry_or_fail(e, now, f"invalid Accepted from provider {provider!r}: provider_id must be "
+                                        f"valid text, got {type(r.provider_id).__name__} {r.provider_id!r:.80}")
         else:
             self._retry_or_fail(e, now, r.detail if t is InvalidResult else
                                 f"invalid result {type(r).__name__} from provider {provider!r}")
