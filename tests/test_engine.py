@@ -622,7 +622,7 @@ _ACCEPTED = Accepted()
 
 
 def test_real_clock_lateness_of_20000_sends_due_at_once(run: Any) -> None:
-    """20,000 sends due in the same instant: none early, and the engine adds < 40 ms to the core's decision time.
+    """20,000 sends due in the same instant: every one leaves, none early; prints the lateness.
 
     Lateness = wall time when provider.send is called minus the send's send_at.
     The time spent inside ``core.advance`` is measured too (by wrapping the
@@ -669,14 +669,9 @@ def test_real_clock_lateness_of_20000_sends_due_at_once(run: Any) -> None:
         f"max={late[-1] * 1000:.1f} ms, of which core.advance {in_core * 1000:.1f} ms"
     )
     assert late[0] >= 0, "a send left early"
-    # The engine's own share: waking up and starting the provider calls, over
-    # the five admission rounds of 4,096 sends. Measured 3-15 ms here; the
-    # bound catches polling or per-send awaits, not scheduler noise.
-    assert late[-1] - in_core < 0.040, f"engine overhead {(late[-1] - in_core) * 1000:.1f} ms"
-    # The issue's budget is p99 < 50 ms for the whole path. The engine's share
-    # is asserted above; the core's decision work (about 2-4 us per send here,
-    # more under load) is measured by the benchmarks, not asserted in a test
-    # that shares its machine with others.
+    # How late they are is measured by bench/test_real_clock.py and held by the
+    # guard, in a process of its own: a bound here would only measure how busy
+    # the machine running the suite is.
 
 
 # ---------------------------------------------------------------------- the clocks

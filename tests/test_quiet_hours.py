@@ -309,6 +309,45 @@ def test_gives_up_after_14_days():
     q = QuietHours(Settings(), [pack])
     t = at(PARIS, 2027, 1, 12, 12)
     assert q.next_allowed("sms", FR, t) == t + GIVE_UP_AFTER
+    rec = Recorder()
+    assert q.check([entry(id="c")], t, Stage.ADMIT, rec) == []
+    assert rec.skipped == [("c", Reason.QUIET_HOURS)] and rec.deferred == []
+
+
+@pytest.mark.parametrize("origin", [Origin.FLOW, Origin.CAMPAIGN])
+def test_a_window_no_instant_of_which_is_allowed_in_every_zone_skips_instead_of_waiting_forever(origin):
+    """R21 over R8: quiet 00:01-00:00 allows one minute a day; an Australian number spans 8 zones, so
+    no minute is allowed in all of them. The send ends skipped/quiet_hours, a French one with the
+    same window leaves in its minute, and a transactional Australian one is not held at all."""
+    q = QuietHours(make_settings({"start": "00:01", "end": "00:00"}))
+    au = locale_of("+61412345678")
+    t = at(UTC, 2027, 1, 12, 12)
+    rec = Recorder()
+    au_e, fr_e = entry(id="au", origin=origin, locale=au), entry(id="fr", origin=origin)
+    tx = entry(id="tx", origin=Origin.TRANSACTIONAL, locale=au)
+    for stage in (Stage.ADMIT, Stage.DISPATCH):
+        assert q.check([au_e, fr_e, tx], t, stage, rec) == [tx]
+    assert rec.skipped == [("au", Reason.QUIET_HOURS)] * 2
+    # The French send waits for its one allowed minute, 00:00-00:01 in Paris.
+    assert [(sid, wall(u, PARIS).strftime("%d %H:%M")) for sid, u, _ in rec.deferred] == [("fr", "13 00:00")] * 2
+
+
+def test_an_unreachable_window_ends_the_send_through_the_core_with_its_detail():
+    """Through the core on virtual time: the Australian send gets one final outcome at once."""
+    from sendcore.testing.simulate import drive
+
+    from .helpers import core, finals, send
+
+    c = core('[channels.sms]\nquiet_hours = { start = "00:01", end = "00:00" }\n')
+    t = at(UTC, 2027, 1, 12, 12)
+    assert c.submit([send("au", to="+61412345678", send_at=t), send("fr", send_at=t)], t).accepted == 2
+    outs: list = []
+    drive(c, t + 2 * 86400, None, start=t, outcomes=outs)
+    got = finals(outs)
+    assert got["au"].status.value == "skipped" and got["au"].reason is Reason.QUIET_HOURS
+    assert "8 zones" in got["au"].detail and got["au"].at == t
+    assert got["fr"].status.value == "sent" and wall(got["fr"].at, PARIS).strftime("%H:%M") == "00:00"
+    assert c.pending == 0
 
 
 def test_cache_follows_time_both_ways():
@@ -415,3 +454,19 @@ def test_a_send_lifting_quiet_hours_still_obeys_the_jurisdiction_pack():
     assert "sun" not in sent
     explain = core.explain("sun")
     assert explain.rule == "quiet_hours" and explain.earliest >= at(PARIS, 2027, 1, 18, 8)
+
+
+def test_a_russian_mobile_number_spans_ten_hours_so_the_default_window_skips_it_unless_a_timezone_is_given():
+    """R10 with the default SMS window (11:00-20:00, nine hours): a +7 9xx number maps to 16 zones
+    from Europe/Bucharest to Asia/Anadyr, ten hours apart, so no instant is allowed in all of them.
+    With the send's own timezone it waits for 11:00 Moscow time as usual."""
+    q = QuietHours(Settings())
+    ru = locale_of("+79161234567")
+    assert len(ru.zones) == 16
+    t = at(UTC, 2027, 1, 12, 22)
+    rec = Recorder()
+    moscow = Locale(zones=("Europe/Moscow",), country="RU")
+    assert q.check([entry(id="ru", locale=ru), entry(id="msk", locale=moscow)], t, Stage.ADMIT, rec) == []
+    assert rec.skipped == [("ru", Reason.QUIET_HOURS)]
+    [(sid, until, _)] = rec.deferred
+    assert sid == "msk" and wall(until, ZoneInfo("Europe/Moscow")).strftime("%d %H") == "13 11"

@@ -21,12 +21,16 @@ from ..settings import QuietWindow, Settings
 from .base import Policy, Stage, Verdicts
 from .jurisdictions import AllowedWindow, ForbiddenWeekdays, JurisdictionPack, NoPublicHolidays
 
-__all__ = ["GIVE_UP_AFTER", "QuietHours", "allowed_minutes"]
+__all__ = ["GIVE_UP_AFTER", "NOWHERE", "QuietHours", "allowed_minutes"]
 
 #: How far ahead the search for an allowed instant looks. A plan that allows
-#: nothing for 14 days in some zone is a configuration error, not a reason to
-#: search forever: the send is deferred to this bound and looked at again then.
+#: no instant in all of a send's zones for 14 days never will (every rule
+#: repeats within a week, holidays last days): such a send ends ``skipped``
+#: with reason ``quiet_hours`` at once rather than waiting forever (R21 over R8).
 GIVE_UP_AFTER = 14 * 86400.0
+#: The detail of that outcome.
+NOWHERE = ("no instant in the next 14 days is outside quiet hours in every one of the recipient's {n} zones; "
+           "give the send a timezone (or a resolve_timezone hook) to choose one")
 #: Clear a channel's interval cache when it passes this many locales.
 MAX_CACHE_KEYS = 200_000
 
@@ -129,8 +133,8 @@ def _search(plan: _Plan, zones: tuple[str, ...], t: float) -> tuple[float, float
             start, end = max(start, s), min(end, e)
         else:
             return c, start, end
-    # Give up: the bound itself, with an empty interval so the send is
-    # re-examined there (see GIVE_UP_AFTER).
+    # Give up: the bound itself with an empty interval, which check() reads
+    # as "never" (see GIVE_UP_AFTER).
     return limit, limit, limit
 
 
@@ -296,6 +300,9 @@ class QuietHours(Policy):
             if n <= now:
                 append(e)
                 continue
+            if end <= n:
+                verdicts.skip(e, Reason.QUIET_HOURS, NOWHERE.format(n=len(loc.zones)))
+                continue
             u = zlib.crc32(s.id.encode()) / 4294967296.0
             verdicts.defer(e, n + min(rules.ramp, end - n) * u, Reason.QUIET_HOURS)
         return kept
@@ -307,6 +314,9 @@ class QuietHours(Policy):
         n, end = self._interval(s.channel, loc, now, origin, packs_only=True)
         if n <= now:
             kept.append(e)
+            return
+        if end <= n:
+            verdicts.skip(e, Reason.QUIET_HOURS, NOWHERE.format(n=len(loc.zones)))
             return
         u = zlib.crc32(s.id.encode()) / 4294967296.0
         verdicts.defer(e, n + min(rules.ramp, end - n) * u, Reason.QUIET_HOURS)
