@@ -178,6 +178,12 @@ def _with_overrides(spec: ProviderSpec, overrides: Any) -> ProviderSpec:
     return msgspec.structs.replace(spec, **changes) if changes else spec
 
 
+def _slot_up(t: float, slot: float) -> float:
+    """The first multiple of ``slot`` at or after ``t`` (never before it, whatever the rounding)."""
+    r = math.ceil(t / slot) * slot
+    return r if r >= t else r + slot
+
+
 def _unit(key: str) -> float:
     """A deterministic number in [0, 1) from a string (jitter and ramps)."""
     return zlib.crc32(key.encode()) / 4294967296.0
@@ -265,6 +271,10 @@ class Core:
         self._segments_seen: dict[str, int] = {}
         self._max_pending = settings.max_pending
         self._retry = settings.retry
+        # Coalesced wake-ups: the wheel slot of each origin (0 = the instant as given).
+        d = settings.dispatch
+        self._slot = {o: r if r > 0.001 else 0.0 for o in Origin
+                      for r in (d.resolution(o.value),)}
 
         packs = load_packs(list(settings.jurisdictions))
         caps = list(settings.frequency_caps)
@@ -793,8 +803,12 @@ class Core:
         insert = self._wheel.insert
         by_rec, by_origin, origin_live = self._by_recipient, self._by_origin, self._origin_live
         prio_of = ORIGIN_PRIORITY
+        slots = self._slot
         for s, due, late in ok:
             prio = s.priority if s.priority is not None else prio_of[s.origin]
+            slot = slots[s.origin]
+            if slot and due > now:
+                due = _slot_up(due, slot)
             e = Entry(send=s, due=due, prio=prio, locale=resolve(s))
             pending[s.id] = e
             rec = s.recipient
@@ -952,6 +966,9 @@ class Core:
 
     def defer(self, entry: Entry, until: float, reason: Reason, detail: str = "") -> None:
         """Policy verdict: hold ``entry`` until ``until``; expire it if that is too late (R15)."""
+        slot = self._slot[entry.send.origin]
+        if slot:
+            until = _slot_up(until, slot)
         exp = entry.send.expires_at
         if exp is not None and until >= exp:
             self._finish(entry, Status.SKIPPED, Reason.EXPIRED, self._now, f"held by {reason.value} past expires_at")
@@ -1458,6 +1475,9 @@ class Core:
             self._finish(e, Status.FAILED, Reason.MAX_ATTEMPTS, now, detail)
             return
         until = now + self.backoff(s.id, e.attempt)
+        slot = self._slot[s.origin]
+        if slot:
+            until = _slot_up(until, slot)
         if s.expires_at is not None and until >= s.expires_at:
             self._finish(e, Status.SKIPPED, Reason.EXPIRED, now, f"retry would pass expires_at ({detail})")
             return

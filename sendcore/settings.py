@@ -20,6 +20,7 @@ from .errors import ConfigError
 
 __all__ = [
     "ChannelSettings",
+    "DispatchSettings",
     "ErrorSegmentSettings",
     "FrequencyCap",
     "JournalSettings",
@@ -344,6 +345,36 @@ class LimitSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise ValueError(f"{key}: must be an integer from {low} to {top}, got {v!r}")
 
 
+class DispatchSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How finely the wheel keeps due instants, per origin: coalesced wake-ups.
+
+    A send due at ``t`` is woken at the first multiple of its origin's
+    resolution at or after ``t`` (never before ``t``), so sends due within
+    one slot are decided together and leave in one batch instead of one
+    wake-up and one batch each. ``0s`` keeps every instant as given (to the
+    wheel's 1 ms tick). Retries and deferrals are woken the same way.
+    """
+
+    transactional: Duration = "1ms"
+    flow: Duration = "50ms"
+    campaign: Duration = "50ms"
+
+    def __post_init__(self) -> None:
+        for key in ("transactional", "flow", "campaign"):
+            v = parse_duration(getattr(self, key), key)
+            if not 0 <= v <= 3600:
+                raise ValueError(f"{key}: must be from 0s to 1h, got {v:g}s")
+            setattr(self, key, v)
+
+    def resolution(self, origin: str) -> float:
+        """The resolution of ``origin`` ("transactional", "flow" or "campaign") in seconds."""
+        return float(getattr(self, origin))
+
+
+#: What journals written before ``[dispatch]`` existed were decided with: every instant as given.
+LEGACY_DISPATCH = {"transactional": "0s", "flow": "0s", "campaign": "0s"}
+
+
 class PluginSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Which installed plugins load: ``allow`` (empty = all) minus ``block``."""
 
@@ -377,6 +408,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
     journal: JournalSettings = msgspec.field(default_factory=JournalSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
+    dispatch: DispatchSettings = msgspec.field(default_factory=DispatchSettings)
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
 
     def __post_init__(self) -> None:

@@ -51,7 +51,7 @@ from ..core import Checked
 from ..errors import JournalError, PendingLimitError
 from ..provider import DeliveryReport, ProviderSpec
 from ..send import Rejection
-from ..settings import Settings
+from ..settings import LEGACY_DISPATCH, Settings
 from . import files
 from .files import (
     SEGMENT_MAGIC, SNAPSHOT_MAGIC, fsync_dir, pack_frame, read_snapshot, scan_segment, segment_files,
@@ -159,7 +159,10 @@ def _same_rules(a: tuple[bytes, list[ProviderSpec]], b: tuple[bytes, list[Provid
 
 def _load_settings(data: bytes, where: Path) -> Settings:
     try:
-        return Settings.from_dict(msgspec.json.decode(data))
+        raw = msgspec.json.decode(data)
+        # Written before [dispatch] existed: replay must decide as that core did.
+        raw.setdefault("dispatch", LEGACY_DISPATCH)
+        return Settings.from_dict(raw)
     except Exception as exc:
         raise JournalError(f"{where}: the settings recorded in it no longer load ({exc})") from None
 
