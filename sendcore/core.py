@@ -14,22 +14,20 @@ Data flow (DESIGN §2)::
 
 from __future__ import annotations
 
-import difflib
 import heapq
 import math
-import re
-import zlib
 from collections import deque
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import msgspec
 
 from .errors import InputError, PendingLimitError
+from .hashing import unit
 from .history import History
+from .intake import PHONE_CHANNELS, Intake, zone_ok
 from .ledger import IN_FLIGHT, QUEUED, SCHEDULED, Entry
-from .locale import LocaleResolver, local_to_epoch, period_bounds
-from .phones import carrier_of, check_number
+from .locale import LocaleResolver, period_bounds
+from .phones import carrier_of
 from .policies.base import Policy, Stage
 from .policies.error_segment import ErrorSegment
 from .policies.expiry import Expiry
@@ -39,7 +37,7 @@ from .policies.quiet_hours import QuietHours
 from .policies.smart_sending import SmartSending
 from .policies.spacing import Spacing
 from .policies.suppression import Suppression
-from .provider import DeliveryReport, ProviderSpec
+from .provider import DeliveryReport, ProviderSpec, spec_of
 from .routes import Gcra, Route, RouteKey, limits_for
 from .segments import sms_segments
 from .send import (
@@ -64,10 +62,7 @@ from .send import (
 from .settings import Settings
 from .wheel import PriorityWheel
 
-__all__ = ["Checked", "Core", "PHONE_CHANNELS"]
-
-#: Channels whose ``to`` is a phone number (validated, carrier looked up, SMS segments counted).
-PHONE_CHANNELS = frozenset({"sms", "mms", "whatsapp", "rcs", "voice"})
+__all__ = ["Checked", "Core", "PHONE_CHANNELS"]  # PHONE_CHANNELS: from intake, kept importable here
 
 #: At most this many sends come out of the wheel per ``advance`` call, so one
 #: call stays short on a real clock and the first batches leave early; the
@@ -81,69 +76,6 @@ _TRANSACTIONAL = Origin.TRANSACTIONAL
 _SENT = Status.SENT
 #: The longest a delivery report's ``retry_after`` may hold a route.
 _MAX_REPORT_SLOWDOWN = 3600.0
-_KNOWN_ZONES: dict[str, bool] = {}
-
-
-def _zone_ok(name: str) -> bool:
-    ok = _KNOWN_ZONES.get(name)
-    if ok is None:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(name)
-            ok = True
-        except (ZoneInfoNotFoundError, ValueError, TypeError):
-            ok = False
-        _KNOWN_ZONES[name] = ok
-    return ok
-
-
-def _epoch(value: Any, field: str) -> float:
-    """Epoch seconds from a number or an aware datetime; raise InputError naming ``field``."""
-    if type(value) is float or type(value) is int:
-        try:
-            t = float(value)
-        except OverflowError:  # an int beyond float range (10**400): no instant, and not an engine failure
-            raise InputError(field, "not a finite time") from None
-    elif isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise InputError(field, "naive datetime; give a timezone-aware datetime or epoch seconds")
-        t = value.timestamp()
-    else:
-        raise InputError(field, f"expected epoch seconds or an aware datetime, got {type(value).__name__}")
-    if t != t or t in (math.inf, -math.inf):
-        raise InputError(field, "not a finite time")
-    return t
-
-
-_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f.][^@\s\x00-\x1f\x7f]*\.[^@\s\x00-\x1f\x7f.]+")
-_MISSING_FIELD = re.compile(r"missing required field `([^`]*)`")
-_json_encode = msgspec.json.Encoder().encode
-
-
-def _valid_text(value: Any) -> bool:
-    """False for a str holding a lone surrogate (it cannot be encoded as UTF-8)."""
-    if type(value) is not str or value.isascii():
-        return True
-    try:
-        value.encode()
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-def _check_text(value: str, field: str) -> None:
-    """Refuse text a protocol could choke on: a lone surrogate or a control character, naming ``field``.
-
-    Called only for text that is not printable (``str.isprintable`` is the
-    fast check); other non-printable characters (a zero-width joiner) pass.
-    """
-    for i, c in enumerate(value):
-        o = ord(c)
-        if 0xD800 <= o <= 0xDFFF:
-            raise InputError(field, f"contains a lone surrogate (U+{o:04X}) at position {i}: not valid Unicode text")
-        if o < 0x20 or 0x7F <= o <= 0x9F:
-            raise InputError(field, f"contains a control character (U+{o:04X}) at position {i}")
 
 
 def _storable_id(value: Any) -> bool:
@@ -159,34 +91,12 @@ def _storable_id(value: Any) -> bool:
     return True
 
 
-def _iso(t: float) -> str:
-    try:
-        return datetime.fromtimestamp(t, timezone.utc).isoformat()
-    except (OverflowError, ValueError, OSError):
-        return f"{t:g} (epoch seconds)"
-
-
-def _with_overrides(spec: ProviderSpec, overrides: Any) -> ProviderSpec:
-    """``spec`` with the ``[providers.NAME]`` settings applied (the engine applies the same)."""
-    if overrides is None:
-        return spec
-    changes = {
-        f: getattr(overrides, f)
-        for f in ("rate", "burst", "total_rate", "total_burst", "max_concurrency", "timeout", "max_batch")
-        if getattr(overrides, f) is not None
-    }
-    return msgspec.structs.replace(spec, **changes) if changes else spec
 
 
 def _slot_up(t: float, slot: float) -> float:
     """The first multiple of ``slot`` at or after ``t`` (never before it, whatever the rounding)."""
     r = math.ceil(t / slot) * slot
     return r if r >= t else r + slot
-
-
-def _unit(key: str) -> float:
-    """A deterministic number in [0, 1) from a string (jitter and ramps)."""
-    return zlib.crc32(key.encode()) / 4294967296.0
 
 
 class Checked:
@@ -252,23 +162,19 @@ class Core:
         self.settings = settings = settings or Settings()
         self._providers: dict[str, _ProviderState] = {}
         for spec in providers:
-            spec = _with_overrides(spec, settings.providers.get(spec.name))
+            overrides = settings.providers.get(spec.name)
+            if overrides is not None:  # the engine applies the same; a bare core gets them here
+                spec = spec_of(spec, overrides)
             if spec.name in self._providers:
                 raise ValueError(f"providers: two providers are named {spec.name!r}")
             self._providers[spec.name] = _ProviderState(spec)
-        self._channels = frozenset(settings.channel_names) | {c for p in providers for c in p.channels}
-        self._channel_provider: dict[str, Union[str, InputError]] = {}
         self._errors = 0
-        self._locale = LocaleResolver(settings, self._guarded(resolve_timezone, _zone_ok))
+        self._locale = LocaleResolver(settings, self._guarded(resolve_timezone, zone_ok))
         self._lookup_carrier = self._guarded(lookup_carrier, lambda v: bool(v))
         self._retention = float(settings.retention)
         self._retention_max = settings.limits.retention_max
-        self._priority_max = settings.limits.priority_max
-        self._horizon = float(settings.limits.schedule_horizon)
-        # Body bounds per channel: (SMS segments or None, bytes).
-        self._body_limits = {ch: (r.max_segments, r.max_body_bytes)
-                             for ch in self._channels for r in (settings.channel(ch),)}
-        self._segments_seen: dict[str, int] = {}
+        #: Validation and normalisation of submitted items (R23), and the provider each goes to.
+        self.intake = Intake(settings, {n: p.spec for n, p in self._providers.items()}, self._locale)
         self._max_pending = settings.max_pending
         self._retry = settings.retry
         # Coalesced wake-ups: the wheel slot of each origin (0 = the instant as given).
@@ -463,7 +369,7 @@ class Core:
     @property
     def channels(self) -> frozenset[str]:
         """Every channel sends may use: the settings' and the providers'."""
-        return self._channels
+        return self.intake.channels
 
     def channel_provider(self, channel: str) -> Union[str, InputError]:
         """The provider that sends of ``channel`` naming none go to, or the error saying why there is none.
@@ -472,254 +378,12 @@ class Core:
         serving the channel, where fallback providers (the sandbox) count only
         when no other provider serves it.
         """
-        configured = self.settings.channel(channel).provider
-        if configured is not None:
-            st = self._providers.get(configured)
-            if st is None:
-                return InputError("provider", f"[channels.{channel}] provider {configured!r} is not registered "
-                                  f"(registered: {', '.join(sorted(self._providers)) or 'none'})")
-            if channel not in st.spec.channels:
-                return InputError("provider", f"[channels.{channel}] provider {configured!r} does not serve "
-                                  f"channel {channel!r} (it serves {', '.join(st.spec.channels)})")
-            return configured
-        serving = sorted(n for n, p in self._providers.items() if channel in p.spec.channels)
-        real = [n for n in serving if not self._providers[n].spec.fallback]
-        if real:
-            serving = real
-        if len(serving) == 1:
-            return serving[0]
-        if not serving:
-            return InputError("channel", f"no registered provider serves channel {channel!r}")
-        return InputError("provider", f"several providers serve {channel!r} ({', '.join(serving)}); "
-                          f"set send.provider or [channels.{channel}] provider")
+        return self.intake.channel_provider(channel)
 
     def channel_problems(self) -> list[str]:
         """What makes sends of some channel fail to find a provider: ambiguity or a bad ``provider`` setting."""
-        out = []
-        for ch in sorted(self._channels):
-            got = self.channel_provider(ch)
-            if isinstance(got, InputError) and got.field == "provider":
-                out.append(f"channel {ch!r}: {got.message}; sends of {ch!r} naming no provider will be rejected")
-        return out
+        return self.intake.channel_problems()
 
-    def _provider_for(self, send: Send) -> str:
-        """The provider a send goes to (DESIGN §4); raise InputError naming the field."""
-        name = send.provider
-        if name is not None:
-            if type(name) is not str:
-                raise InputError("provider", f"expected a provider name, got {type(name).__name__}")
-            st = self._providers.get(name)
-            if st is None:
-                raise InputError("provider", f"unknown provider {name!r}")
-            if send.channel not in st.spec.channels:
-                raise InputError("provider", f"provider {name!r} does not serve channel {send.channel!r}")
-            return name
-        got = self._channel_provider.get(send.channel)
-        if got is None:
-            got = self._channel_provider[send.channel] = self.channel_provider(send.channel)
-        if isinstance(got, InputError):
-            raise got
-        return got
-
-    def _normalise(self, item: Any, now: float) -> tuple[Send, float, Optional[str]]:
-        """Validate one item; return (send, due, late_local flag) or raise InputError naming the field.
-
-        Hot path: a well-typed ``Send`` with the optional fields unset costs a
-        dozen type checks and no allocation.
-        """
-        if type(item) is not Send:
-            item = self._coerce(item)
-        s = item
-        changes: dict[str, Any] = {}
-        v = s.id
-        if type(v) is not str or not v:
-            raise InputError("id", "required, a non-empty string" if not v else f"expected a string, got {type(v).__name__}")
-        if not v.isprintable():
-            _check_text(v, "id")
-        v = s.recipient
-        if type(v) is not str or not v:
-            raise InputError("recipient", "required, a non-empty string" if not v else f"expected a string, got {type(v).__name__}")
-        if not v.isprintable():
-            _check_text(v, "recipient")
-        to = s.to
-        if type(to) is not str or not to:
-            raise InputError("to", "required, a non-empty string" if not to else f"expected a string, got {type(to).__name__}")
-        if not to.isprintable():
-            _check_text(to, "to")
-        ch = s.channel
-        # The type first: an unhashable value (a list, a dict) cannot be looked up in the set.
-        if type(ch) is not str or ch not in self._channels:
-            raise InputError("channel", f"unknown channel {ch!r}; known: {', '.join(sorted(self._channels))}")
-        if ch == "email":
-            if not _EMAIL.fullmatch(to):
-                raise InputError("to", f"{to!r} is not an email address (name@domain.tld, no spaces)")
-        elif " " in to and ch not in PHONE_CHANNELS:
-            raise InputError("to", f"{to!r}: an address cannot contain spaces")
-        if type(s.origin) is not Origin:
-            try:
-                changes["origin"] = Origin(s.origin)
-            except ValueError:
-                raise InputError("origin", f"expected transactional, flow or campaign, got {s.origin!r}") from None
-        if ch in PHONE_CHANNELS:
-            err = check_number(to)
-            if err is not None:
-                raise InputError("to", f"{to!r}: {err}")
-        body = s.body
-        if type(body) is not str:
-            raise InputError("body", f"expected a string, got {type(body).__name__}")
-        max_segments, max_bytes = self._body_limits[ch]
-        if len(body) > 70 or not body.isascii():
-            self._check_body(body, ch, max_segments, max_bytes)
-        if type(s.smart_sending) is not bool or type(s.quiet_hours) is not bool:
-            field = "smart_sending" if type(s.smart_sending) is not bool else "quiet_hours"
-            raise InputError(field, f"expected true or false, got {getattr(s, field)!r}")
-        if s.tags:
-            self._check_optional_tags(s, changes)
-        elif type(s.tags) is not tuple:
-            changes["tags"] = ()
-        oid = s.origin_id
-        if (s.priority is not None or s.timezone is not None or s.carrier is not None or s.sender is not None
-                or s.metadata is not None or type(oid) is not str or (oid and not oid.isprintable())):
-            self._check_optional(s)
-        if s.provider is not None or ch not in self._channel_provider:
-            self._provider_for(s)
-        elif isinstance(self._channel_provider[ch], InputError):
-            raise self._channel_provider[ch]
-        exp = s.expires_at
-        if exp is not None and (type(exp) is not float or exp != exp or exp in (math.inf, -math.inf)):
-            changes["expires_at"] = _epoch(exp, "expires_at")
-        late = None
-        t = s.send_at
-        if s.local_send_at is not None:
-            if t is not None:
-                raise InputError("local_send_at", "give send_at or local_send_at, not both")
-            if type(s.local_send_at) is not str:
-                raise InputError("local_send_at", f"expected a string, got {type(s.local_send_at).__name__}")
-            if changes:
-                s = msgspec.structs.replace(s, **changes)
-                changes = {}
-            loc = self._locale.resolve(s)
-            try:
-                due = local_to_epoch(s.local_send_at, loc.zones)
-            except ValueError as exc:
-                raise InputError("local_send_at", str(exc).removeprefix("local_send_at: ")) from None
-            changes["send_at"] = due
-            if due < now:
-                late = self.settings.late_local
-                due = now
-        elif t is None:
-            due = now
-        elif type(t) is float and t == t and t not in (math.inf, -math.inf):
-            due = t
-        else:
-            due = _epoch(t, "send_at")
-            changes["send_at"] = due
-        if due > now + self._horizon:
-            field = "local_send_at" if s.local_send_at is not None else "send_at"
-            raise InputError(field, f"{_iso(due)} is more than {self._horizon / 86400:g} days ahead "
-                             "(limits.schedule_horizon)")
-        if due < 0.0:
-            # Long past (before 1970, down to -1.8e308): due now all the same. Held as is, a due that far
-            # back overflowed the wheel's tick arithmetic and raised out of submit (found by the fuzz
-            # test, tests/fuzz_engine.py).
-            due = 0.0
-        if changes:
-            s = msgspec.structs.replace(s, **changes)
-        return s, due, late
-
-    def _check_body(self, body: str, channel: str, max_segments: Union[int, None], max_bytes: int) -> None:
-        """Refuse a body that is not valid text or is over the channel's size bounds, naming ``body``."""
-        if not body.isascii():
-            try:
-                size = len(body.encode())
-            except UnicodeEncodeError as exc:
-                raise InputError("body", f"contains a lone surrogate at position {exc.start}: "
-                                 "not valid Unicode text") from None
-        else:
-            size = len(body)
-        if size > max_bytes:
-            raise InputError("body", f"{size:,} bytes, more than channels.{channel}.max_body_bytes = {max_bytes:,}")
-        if max_segments is not None:
-            seen = self._segments_seen
-            n = seen.get(body)
-            if n is None:
-                n = sms_segments(body)
-                if len(seen) > 4096:
-                    seen.clear()
-                seen[body] = n
-            if n > max_segments:
-                raise InputError("body", f"{n} SMS segments, more than channels.{channel}.max_segments = "
-                                 f"{max_segments}")
-
-    def _coerce(self, item: Any) -> Send:
-        if isinstance(item, dict):
-            try:
-                return msgspec.convert(item, Send)
-            except UnicodeError:
-                bad = next((k for k, v in item.items() if not _valid_text(k) or (type(v) is str and not _valid_text(v))),
-                           "send")
-                raise InputError(bad if type(bad) is str and _valid_text(bad) else repr(bad),
-                                 "contains a lone surrogate: not valid Unicode text") from None
-            except msgspec.ValidationError as exc:
-                msg = str(exc)
-                # The keys themselves, not msgspec's message: a key may hold a backtick or be no string.
-                key = next((k for k in item if type(k) is str and k not in Send.__struct_fields__), None)
-                if key is not None:
-                    close = difflib.get_close_matches(key, Send.__struct_fields__, n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    raise InputError(key, f"unknown key{hint}; a send's keys are "
-                                     f"{', '.join(Send.__struct_fields__)}") from None
-                # Name the field in these too (R23), not "send": a missing required key, a key that is no string.
-                m = _MISSING_FIELD.search(msg)
-                if m:
-                    raise InputError(m.group(1), "required, missing") from None
-                odd = next((k for k in item if type(k) is not str), None)
-                if odd is not None:
-                    raise InputError(repr(odd), f"unknown key (a send's keys are strings: "
-                                     f"{', '.join(Send.__struct_fields__)})") from None
-                field = msg.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in msg else "send"
-                raise InputError(field, msg) from None
-        if isinstance(item, Send):
-            return item
-        raise InputError("send", f"expected a sendcore.Send or a dict, got {type(item).__name__}")
-
-    @staticmethod
-    def _check_optional_tags(s: Send, changes: dict[str, Any]) -> None:
-        tags = s.tags
-        if type(tags) is not tuple:
-            if not isinstance(tags, list):
-                raise InputError("tags", f"expected a list of strings, got {type(tags).__name__}")
-            tags = changes["tags"] = tuple(tags)
-        for t in tags:
-            if type(t) is not str:
-                raise InputError("tags", f"expected strings, got {type(t).__name__}")
-            if not t.isprintable():
-                _check_text(t, "tags")
-
-    def _check_optional(self, s: Send) -> None:
-        p = s.priority
-        if p is not None:
-            if type(p) is not int:
-                raise InputError("priority", f"expected an integer, got {type(p).__name__}")
-            if not 0 <= p <= self._priority_max:
-                raise InputError("priority", f"must be from 0 (leaves first) to {self._priority_max} "
-                                 f"(limits.priority_max), got {p if abs(p) < 10**12 else 'a huge number'}")
-        for field in ("timezone", "carrier", "sender", "origin_id"):
-            v = getattr(s, field)
-            if v is not None and type(v) is not str:
-                raise InputError(field, f"expected a string, got {type(v).__name__}")
-            if v and not v.isprintable():
-                _check_text(v, field)
-        if s.timezone is not None and not _zone_ok(s.timezone):
-            raise InputError("timezone", f"unknown timezone {s.timezone!r}")
-        if s.metadata is not None:
-            if not isinstance(s.metadata, dict):
-                raise InputError("metadata", f"expected a mapping, got {type(s.metadata).__name__}")
-            try:
-                _json_encode(s.metadata)
-            except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
-                raise InputError("metadata", f"must be JSON-like values (str keys; str, number, bool, null, "
-                                 f"list, mapping): {exc}") from None
 
     def submit(self, sends: Iterable[Any], now: float) -> SubmitReport:
         """Accept valid sends; report each invalid item with the field at fault (R23).
@@ -742,7 +406,7 @@ class Core:
         rejected: list[Rejection] = []
         ok: list[tuple[Send, float, Optional[str]]] = []
         seen: set[str] = set()
-        normalise = self._normalise
+        normalise = self.intake.normalise
         now = max(now, self._now)
         for i, item in enumerate(sends):
             try:
@@ -1038,7 +702,7 @@ class Core:
         s = e.send
         key = e.route
         if key is None:
-            provider = self._provider_for(s)
+            provider = self.intake.provider_for(s)
             if s.channel in PHONE_CHANNELS:
                 carrier = s.carrier
                 if carrier is None and self._lookup_carrier is not None:
@@ -1364,7 +1028,6 @@ class Core:
                 lst[:] = [x for x in lst if x.where != DEAD]
 
     def _record_others(self, fl: _InFlight, pairs: list[tuple[Entry, Any]], now: float, provider: str) -> None:
-        finish = self._finish
         retry = self._retry_or_fail
         for e, r in pairs:
             if e.where == DEAD:
@@ -1467,7 +1130,7 @@ class Core:
         """Delay before retry ``attempt`` + 1: exponential, capped, with hashed jitter (R18)."""
         r = self._retry
         delay = min(float(r.max_delay), float(r.base_delay) * (2 ** (attempt - 1)))
-        return delay * (1.0 - r.jitter * _unit(f"{send_id}:{attempt}"))
+        return delay * (1.0 - r.jitter * unit(f"{send_id}:{attempt}"))
 
     def _retry_or_fail(self, e: Entry, now: float, detail: str) -> None:
         s = e.send

@@ -436,11 +436,11 @@ def _validate_provider(obj: Any, plugin: str) -> None:
         method = getattr(obj, optional, None)
         if method is not None and not inspect.iscoroutinefunction(method):
             raise PluginError(f"{label}: `{optional}` must be a coroutine function (`async def {optional}(...)`)")
-    from .settings import limit_problem
+    from .provider import _DECLARED
+    from .settings import PROVIDER_LIMITS, limit_problem
 
-    for attr, default in (("max_batch", 1), ("max_concurrency", 1), ("timeout", 1.0), ("rate", None),
-                          ("burst", None), ("total_rate", None), ("total_burst", None), ("daily_cap", 0)):
-        problem = limit_problem(attr, getattr(obj, attr, default))
+    for attr in (*PROVIDER_LIMITS, "daily_cap"):
+        problem = limit_problem(attr, getattr(obj, attr, _DECLARED[attr]))
         if problem is not None:
             raise PluginError(f"{label}: `{attr}` {problem}")
 

@@ -143,33 +143,35 @@ class ProviderSpec(msgspec.Struct, kw_only=True, frozen=True):
     fallback: bool = False
 
 
+#: Every declared field of a provider with its default (the name and channels are required).
+_DECLARED = {f: d for f, d in zip(ProviderSpec.__struct_fields__[-len(ProviderSpec.__struct_defaults__):],
+                                  ProviderSpec.__struct_defaults__)}
+
+
 def spec_of(provider: Any, overrides: Any = None) -> ProviderSpec:
-    """Read a provider object's declaration, applying ``[providers.NAME]`` settings."""
-    rate = getattr(provider, "rate", None)
-    burst = getattr(provider, "burst", None)
-    conc = getattr(provider, "max_concurrency", 8)
-    timeout = getattr(provider, "timeout", 30.0)
-    max_batch = getattr(provider, "max_batch", 100)
-    total_rate = getattr(provider, "total_rate", None)
-    total_burst = getattr(provider, "total_burst", None)
+    """Read a provider object's declaration (or a spec), applying ``[providers.NAME]`` settings.
+
+    An attribute the provider does not declare takes ``ProviderSpec``'s
+    default; every limit in ``PROVIDER_LIMITS`` that ``overrides`` sets wins.
+    """
+    from .settings import PROVIDER_LIMITS  # local: settings is heavy and imports nothing of ours back
+
+    got = {f: getattr(provider, f, d) for f, d in _DECLARED.items()}
     if overrides is not None:
-        total_rate = overrides.total_rate if overrides.total_rate is not None else total_rate
-        total_burst = overrides.total_burst if overrides.total_burst is not None else total_burst
-        rate = overrides.rate if overrides.rate is not None else rate
-        burst = overrides.burst if overrides.burst is not None else burst
-        conc = overrides.max_concurrency if overrides.max_concurrency is not None else conc
-        timeout = overrides.timeout if overrides.timeout is not None else timeout
-        max_batch = overrides.max_batch if overrides.max_batch is not None else max_batch
+        for f in PROVIDER_LIMITS:
+            v = getattr(overrides, f)
+            if v is not None:
+                got[f] = v
     return ProviderSpec(
         name=provider.name,
         channels=tuple(provider.channels),
-        max_batch=int(max_batch),
-        rate=rate,
-        burst=burst,
-        daily_cap=int(getattr(provider, "daily_cap", 0) or 0),
-        max_concurrency=int(conc),
-        timeout=float(timeout),
-        total_rate=total_rate,
-        total_burst=total_burst,
-        fallback=bool(getattr(provider, "fallback", False)),
+        max_batch=int(got["max_batch"]),
+        rate=got["rate"],
+        burst=got["burst"],
+        daily_cap=int(got["daily_cap"] or 0),
+        max_concurrency=int(got["max_concurrency"]),
+        timeout=float(got["timeout"]),
+        total_rate=got["total_rate"],
+        total_burst=got["total_burst"],
+        fallback=bool(got["fallback"]),
     )

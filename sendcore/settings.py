@@ -19,6 +19,7 @@ import msgspec
 from .errors import ConfigError
 
 __all__ = [
+    "PROVIDER_LIMITS",
     "ChannelSettings",
     "DispatchSettings",
     "ErrorSegmentSettings",
@@ -252,11 +253,15 @@ class ProviderSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     def __post_init__(self) -> None:
         if self.timeout is not None:
             self.timeout = parse_duration(self.timeout, "timeout")
-        for key in ("rate", "burst", "total_rate", "total_burst", "max_concurrency", "timeout", "max_batch"):
+        for key in PROVIDER_LIMITS:
             value = getattr(self, key)
             problem = limit_problem(key, value) if value is not None else None
             if problem is not None:
                 raise ValueError(f"{key}: {problem}")
+
+
+#: The limits a provider declares that ``[providers.NAME]`` may override: the one list of them.
+PROVIDER_LIMITS = tuple(f for f in ProviderSettings.__struct_fields__ if f != "options")
 
 
 class RetrySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

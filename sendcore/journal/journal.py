@@ -59,7 +59,7 @@ from .files import (
 )
 from .frames import (
     Advance, Cancel, Delivery, Frame, Record, RecordError, Requeue, SegmentHeader, SnapshotHeader, Submit,
-    Suppress, Unsuppress, decode_frame, encode_frame,
+    Suppress, Unsuppress, decode_frame,
 )
 from .writer import FRAME, ROTATE, STOP, SYNC, Writer
 

@@ -8,12 +8,12 @@ its locale, and sends released together are spread over the channel's ramp.
 from __future__ import annotations
 
 import math
-import zlib
 from datetime import date, datetime, timedelta
 from typing import Any, Sequence, Union
 
 import msgspec
 
+from ..hashing import unit
 from ..locale import local_instant, zone_info
 from ..locale_types import Locale
 from ..send import Origin, Reason
@@ -303,7 +303,7 @@ class QuietHours(Policy):
             if end <= n:
                 verdicts.skip(e, Reason.QUIET_HOURS, NOWHERE.format(n=len(loc.zones)))
                 continue
-            u = zlib.crc32(s.id.encode()) / 4294967296.0
+            u = unit(s.id)
             verdicts.defer(e, n + min(rules.ramp, end - n) * u, Reason.QUIET_HOURS)
         return kept
 
@@ -318,5 +318,5 @@ class QuietHours(Policy):
         if end <= n:
             verdicts.skip(e, Reason.QUIET_HOURS, NOWHERE.format(n=len(loc.zones)))
             return
-        u = zlib.crc32(s.id.encode()) / 4294967296.0
+        u = unit(s.id)
         verdicts.defer(e, n + min(rules.ramp, end - n) * u, Reason.QUIET_HOURS)
