@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 from collections import deque
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
@@ -205,7 +206,8 @@ class Core:
         self._dispatch = [p for p in self.policies if p.stages & Stage.DISPATCH]
 
         self._pending: dict[str, Entry] = {}
-        self._wheel: PriorityWheel[Entry] = PriorityWheel()
+        # An entry's ``due`` is the instant it is held until, so far buckets need not pair them.
+        self._wheel: PriorityWheel[Entry] = PriorityWheel(operator.attrgetter("due"))
         self._dead_in_wheel = 0
         self._routes: dict[RouteKey, Route] = {}
         self._ready: list[tuple[float, int, Route]] = []

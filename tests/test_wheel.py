@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import operator
 import random
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from sendcore.wheel import SPAN, TICK, PriorityWheel, TimingWheel, tick_of
@@ -85,9 +87,12 @@ def test_prune_drops_dead_items_and_keeps_order():
     dues=st.lists(st.floats(min_value=0, max_value=60 * 86400, allow_nan=False), min_size=1, max_size=300),
     start=st.floats(min_value=0, max_value=1000),
 )
-def test_never_early_and_never_more_than_a_tick_late(dues, start):
-    """Property: every item leaves at or after its due time, at most one tick after (when polled at next_due)."""
-    w = TimingWheel()
+@pytest.mark.parametrize("due_of", [None, operator.itemgetter(0)], ids=["pairs", "due_of"])
+def test_never_early_and_never_more_than_a_tick_late(dues, start, due_of):
+    """Property: every item leaves at or after its due time, at most one tick after (when polled at next_due).
+
+    The same with ``due_of`` (far buckets hold the items alone and read the due time back)."""
+    w = TimingWheel(due_of)
     w.pop_due(start)
     for i, d in enumerate(dues):
         w.insert(d, (d, i))
@@ -102,6 +107,41 @@ def test_never_early_and_never_more_than_a_tick_late(dues, start):
     for (_, (d1, i1)), (_, (d2, i2)) in zip(out, out[1:]):
         if d1 == d2:
             assert i1 < i2
+
+
+@given(dues=st.lists(st.floats(min_value=0, max_value=10 * 86400, allow_nan=False), min_size=1, max_size=200),
+       pops=st.lists(st.floats(min_value=0, max_value=11 * 86400), max_size=8), dead=st.sets(st.integers(0, 199)))
+def test_due_of_pops_exactly_what_pairs_pop(dues, pops, dead):
+    """A PriorityWheel with ``due_of`` and one with pairs give the same items in the same order, pruned or not."""
+    a, b = PriorityWheel(), PriorityWheel(operator.itemgetter(0))
+    for i, d in enumerate(dues):
+        for w in (a, b):
+            w.insert(i % 3, d, (d, i))
+    for w in (a, b):
+        w.prune(lambda x: x[1] not in dead)
+    for t in sorted(pops) + [11 * 86400.0]:
+        assert a.pop_due(t, 50) == b.pop_due(t, 50)
+        assert a.next_due() == b.next_due()
+    assert sorted(a.items()) == sorted(b.items()) == []
+
+
+def test_a_wheel_pickled_before_due_of_existed_still_loads_and_pops():
+    """Snapshots hold pickled wheels: one without ``_due_of`` (far buckets of pairs) loads as a pairs wheel."""
+    import pickle
+
+    w = PriorityWheel()
+    w.insert(1, 100_000.0, "far")
+    w.insert(1, 0.5, "near")
+    w.pop_due(0.0)
+    data = pickle.dumps(w)
+    # Rewrite the pickle as the old classes wrote it: no _due_of in either state.
+    old = pickle.loads(data)
+    for x in (old, *old._wheels.values()):
+        object.__delattr__(x, "_due_of")
+    state = pickle.dumps(old)
+    again = pickle.loads(state)
+    assert again._due_of is None and all(x._due_of is None for x in again._wheels.values())
+    assert again.pop_due(1.0) == ["near"] and again.pop_due(100_001.0) == ["far"]
 
 
 def test_a_million_sends_spread_over_sixty_days_cost_few_buckets():
