@@ -1,24 +1,33 @@
-"""The pending-send record: the caller's ``Send`` plus the little state the core needs.
+"""The ledger: every pending send by id with its indexes, and the outcomes of finished ones (R1, R20, R21).
 
-The core keeps entries by id (its ledger, R1) and finished sends' outcomes for
-the retention window; this module defines the record and where it can wait.
+An ``Entry`` is one pending send (the caller's ``Send``) plus the little
+state the core needs: where it waits (``SCHEDULED`` in the wheel, ``QUEUED``
+on a route, ``IN_FLIGHT`` at a provider, ``DEAD`` once final), when, and why.
+The ``Ledger`` holds the entries by id, by recipient and by origin id (for
+bulk cancels), ends them (``finish``: exactly one final outcome each, R21),
+keeps finished outcomes for the retention window (R1) and counts everything
+``stats()`` reports.
 """
 
 from __future__ import annotations
 
-from typing import Union
+from collections import deque
+from typing import Any, Optional, Sequence, Union
 
 import msgspec
 
 from .locale_types import Locale
-from .send import Send
+from .send import Accepted, Outcome, Reason, Send, Status
 
-__all__ = ["Entry", "SCHEDULED", "QUEUED", "IN_FLIGHT"]
+__all__ = ["DEAD", "Entry", "IN_FLIGHT", "Ledger", "QUEUED", "SCHEDULED", "storable_id"]
 
 #: Where an entry waits.
 SCHEDULED = 0  # in the timing wheel, until ``due``
 QUEUED = 1  # in a route queue, waiting for pacing
 IN_FLIGHT = 2  # handed to a provider, result not yet recorded
+DEAD = -1  # cancelled or finished; skipped where it still sits (lazy deletion)
+
+_SENT = Status.SENT
 
 
 class Entry(msgspec.Struct, gc=False):
@@ -38,3 +47,228 @@ class Entry(msgspec.Struct, gc=False):
     locale: Union[Locale, None] = None
     route: Union[tuple[str, str, str], None] = None
     reserved: bool = False
+
+
+def storable_id(value: Any) -> bool:
+    """A provider id the outcome can carry: a str that encodes as UTF-8 (no lone surrogate). O(1) for ASCII."""
+    if type(value) is not str:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class Ledger:
+    """Pending entries and their indexes, finished outcomes within retention, and the counts.
+
+    ``history`` is released when a send holding a reservation (R7) ends
+    without being sent. ``retention`` (seconds) and ``retention_max`` bound
+    the finished outcomes kept. The attributes are the core's state (the
+    journal's snapshots carry them); only the core changes them.
+    """
+
+    def __init__(self, history: Any, retention: float, retention_max: int) -> None:
+        self.history = history
+        self.retention = retention
+        self.retention_max = retention_max
+        self.pending: dict[str, Entry] = {}
+        self.by_recipient: dict[str, Union[Entry, list[Entry]]] = {}
+        self.by_origin: dict[str, list[Entry]] = {}
+        self.origin_live: dict[str, int] = {}
+        self.reservations: dict[str, Any] = {}  # send id -> its history reservation (R7)
+        self.pushbacks: dict[str, int] = {}  # send id -> times rate limited (only sends pushed back)
+        self.finished: dict[str, Outcome] = {}
+        self.finished_order: deque[str] = deque()
+        # Sent messages within retention: where they went (address, route), for delivery
+        # reports that feed the error segment, suppression or the route's pace.
+        self.sent_meta: dict[str, tuple[str, Any]] = {}
+        # The provider's message ids, which reports may name instead of the send id; built on the
+        # first report that names one (the sandbox reports by send id).
+        self.by_provider_id: Optional[dict[tuple[str, str], str]] = None
+        self.outcomes: list[Outcome] = []
+        # Counters keyed by the enum members (their .value is slow on hot paths).
+        self.final: dict[Status, int] = {}
+        self.reasons: dict[Reason, int] = {}
+        self.events: dict[Status, int] = {}
+        self.errors = 0  # policies, hooks and answers that raised (stats().errors)
+        self.unknown_reports = 0
+
+    # Entries
+
+    def add(self, e: Entry) -> None:
+        """Take a new pending entry: by id, recipient and origin id."""
+        s = e.send
+        self.pending[s.id] = e
+        rec = s.recipient
+        by_rec = self.by_recipient
+        got = by_rec.get(rec)
+        if got is None:
+            by_rec[rec] = e
+        elif type(got) is list:
+            got.append(e)
+        else:
+            by_rec[rec] = [got, e]
+        oid = s.origin_id
+        if oid:
+            lst = self.by_origin.get(oid)
+            if lst is None:
+                self.by_origin[oid] = [e]
+                self.origin_live[oid] = 1
+            else:
+                lst.append(e)
+                self.origin_live[oid] += 1
+
+    def of_recipient(self, recipient: str) -> list[Entry]:
+        """The entries indexed under ``recipient`` (finished ones may linger until unindexed)."""
+        got = self.by_recipient.get(recipient)
+        return [] if got is None else (got if type(got) is list else [got])
+
+    def event(self, o: Outcome) -> None:
+        """Emit an outcome event that is not final (deferred, retrying, delivered...)."""
+        self.outcomes.append(o)
+        k = o.status
+        self.events[k] = self.events.get(k, 0) + 1
+
+    def finish(self, e: Entry, status: Status, reason: Reason, now: float, detail: str = "",
+               provider: str = "", provider_id: str = "") -> None:
+        """End ``e`` with its one final outcome (R21); nothing if it already ended."""
+        s = e.send
+        sid = s.id
+        if e.where == DEAD:
+            return
+        e.where = DEAD
+        if self.pushbacks:
+            self.pushbacks.pop(sid, None)
+        del self.pending[sid]
+        if e.reserved:
+            token = self.reservations.pop(sid, None)
+            if status is not _SENT and token is not None:
+                self.history.release(s, token)
+        o = Outcome(send_id=sid, status=status, reason=reason, at=now, attempt=e.attempt, provider=provider,
+                    provider_id=provider_id, detail=detail, channel=s.channel, recipient=s.recipient)
+        self.outcomes.append(o)
+        self.finished[sid] = o
+        self.finished_order.append(sid)
+        final = self.final
+        final[status] = final.get(status, 0) + 1
+        if status is not _SENT:
+            self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        rec = s.recipient
+        got = self.by_recipient.get(rec)
+        if got is e:
+            del self.by_recipient[rec]
+        elif got is not None:
+            self._unindex_recipient(rec, got, e)
+        if s.origin_id:
+            self._unindex_origin(s.origin_id)
+
+    def finish_accepted(self, entries: list[Entry], results: Sequence[Any], now: float,
+                        provider: str, route: Any) -> list[tuple[Entry, Any]]:
+        """End every accepted send of a batch as ``sent`` in one tight loop; return the other (entry, result) pairs.
+
+        The same bookkeeping as ``finish`` for status ``sent``, inlined: this
+        is the path almost every send takes.
+        """
+        others: list[tuple[Entry, Any]] = []
+        pending, finished, order, outcomes = self.pending, self.finished, self.finished_order, self.outcomes
+        by_rec, reservations = self.by_recipient, self.reservations
+        sent, accepted_reason = _SENT, Reason.ACCEPTED
+        sent_meta, by_pid, pushbacks = self.sent_meta, self.by_provider_id, self.pushbacks
+        n = 0
+        for e, r in zip(entries, results):
+            # A provider_id that is no string (a provider bug) is not applied as sent: the outcome would
+            # carry it, and with the journal on the same answer is retried (it cannot be stored), so it is
+            # retried here too (found by the fuzz test, tests/test_fuzz.py).
+            if type(r) is not Accepted or e.where == DEAD or not storable_id(r.provider_id):
+                others.append((e, r))
+                continue
+            s = e.send
+            sid = s.id
+            e.where = DEAD
+            del pending[sid]
+            if e.reserved:
+                reservations.pop(sid, None)
+            if pushbacks:
+                pushbacks.pop(sid, None)
+            pid = r.provider_id
+            o = Outcome(send_id=sid, status=sent, reason=accepted_reason, at=now, attempt=e.attempt,
+                        provider=provider, provider_id=pid, channel=s.channel, recipient=s.recipient)
+            outcomes.append(o)
+            finished[sid] = o
+            order.append(sid)
+            sent_meta[sid] = (s.to, route)
+            if pid and by_pid is not None:
+                by_pid[(provider, pid)] = sid
+            n += 1
+            rec = s.recipient
+            got = by_rec.get(rec)
+            if got is e:
+                del by_rec[rec]
+            elif got is not None:
+                self._unindex_recipient(rec, got, e)
+            oid = s.origin_id
+            if oid:
+                self._unindex_origin(oid)
+        if n:
+            self.final[sent] = self.final.get(sent, 0) + n
+        return others
+
+    def _unindex_recipient(self, rec: str, got: Any, e: Entry) -> None:
+        if type(got) is list:
+            try:
+                got.remove(e)
+            except ValueError:
+                pass
+            if len(got) == 1:
+                self.by_recipient[rec] = got[0]
+
+    def _unindex_origin(self, oid: str) -> None:
+        # Origin lists drop finished entries lazily, when they outnumber live ones.
+        live = self.origin_live[oid] - 1
+        if live == 0:
+            del self.origin_live[oid], self.by_origin[oid]
+        else:
+            self.origin_live[oid] = live
+            lst = self.by_origin[oid]
+            if len(lst) > 2 * live + 16:
+                lst[:] = [x for x in lst if x.where != DEAD]
+
+    # Finished outcomes
+
+    def expire(self, now: float) -> None:
+        """Forget finished outcomes older than ``retention``, and the oldest beyond ``retention_max``. O(1) when none."""
+        order = self.finished_order
+        if not order or (self.finished[order[0]].at > now - self.retention
+                         and len(self.finished) <= self.retention_max):
+            return
+        cutoff = now - self.retention
+        finished, most = self.finished, self.retention_max
+        while order:
+            sid = order[0]
+            o = finished.get(sid)
+            if o is not None and o.at > cutoff and len(finished) <= most:
+                break
+            order.popleft()
+            if o is not None:
+                del finished[sid]
+                if self.sent_meta.pop(sid, None) is not None and o.provider_id and self.by_provider_id:
+                    self.by_provider_id.pop((o.provider, o.provider_id), None)
+
+    def sent_outcome(self, send_id: str, provider_id: str, provider: str) -> Union[Outcome, None]:
+        """The ``sent`` outcome a delivery report names (by send id, or by ``provider``'s message id), or None."""
+        sid = send_id
+        if not sid and provider_id:
+            index = self.by_provider_id
+            if index is None:
+                index = self.by_provider_id = {
+                    (o.provider, o.provider_id): k for k, o in self.finished.items()
+                    if o.provider_id and o.status is _SENT and k in self.sent_meta}
+            sid = index.get((provider, provider_id), "")
+        o = self.finished.get(sid) if sid else None
+        if o is None or o.status is not _SENT or (provider and o.provider != provider):
+            return None
+        return o
