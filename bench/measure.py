@@ -75,6 +75,7 @@ __all__ = [
     "pacing_accuracy",
     "peak_rss_reset",
     "peak_rss_bytes",
+    "real_clock_instant",
     "real_clock_lateness",
     "rss_bytes",
     "scenario",
@@ -695,6 +696,16 @@ def real_clock_lateness(rate: float, seconds: float, loop_name: str = "asyncio",
     if impl == "hand_rolled":
         return run(_hand_rolled_lateness(n, rate))
     raise ValueError(f"impl: expected engine or hand_rolled, got {impl!r}")
+
+
+def real_clock_instant(n: int, loop_name: str = "asyncio") -> dict[str, Any]:
+    """Lateness of ``n`` transactional SMS all due at one instant, on the wall clock, through the Engine.
+
+    The same provider and settings as ``real_clock_lateness``; the sends are
+    submitted before the instant, so the figure is how long the engine takes
+    to hand a burst to the provider (the last one's lateness is the drain time).
+    """
+    return _loop_runner(loop_name)(_engine_lateness(n, math.inf))
 
 
 def _lateness_sends(n: int, t0: float, rate: float) -> list[Send]:

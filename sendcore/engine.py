@@ -189,6 +189,9 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._task_batch: dict[asyncio.Task[None], Batch] = {}
         self._wake: Union[asyncio.Event, None] = None
+        # The instant the sleeping scheduler's timer is set for (inf: no timer;
+        # -inf while it runs, when it recomputes its next wake-up anyway).
+        self._armed = -math.inf
         self._scheduler: Union[asyncio.Task[None], None] = None
         self._progress: Union[asyncio.Future[None], None] = None
         self._failure: Union[BaseException, None] = None
@@ -772,7 +775,11 @@ class Engine:
                 when = core.next_wakeup()
                 if when is None:
                     idle_passes = 0
-                    await wake.wait()
+                    self._armed = math.inf
+                    try:
+                        await wake.wait()
+                    finally:
+                        self._armed = -math.inf
                     continue
                 if when <= now and not batches:
                     idle_passes += 1
@@ -784,9 +791,11 @@ class Engine:
                 else:
                     idle_passes = 0
                 timer = call_at(clock, when, wake.set)
+                self._armed = when
                 try:
                     await wake.wait()
                 finally:
+                    self._armed = -math.inf
                     timer.cancel()
         except Exception as exc:
             self._fail(exc)
@@ -799,16 +808,20 @@ class Engine:
         )
         self._tasks.add(task)
         self._task_batch[task] = batch
-        task.add_done_callback(self._batch_done)
-
-    def _batch_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._task_batch.pop(task, None)
-        if not task.cancelled() and task.exception() is not None:
-            self._fail(task.exception())  # type: ignore[arg-type]
-        self._notify()
 
     async def _run_batch(self, batch: Batch, provider: Any, timeout: float) -> None:
+        """One batch's task: the call, then its bookkeeping (a done-callback would cost a loop pass a batch)."""
+        try:
+            await self._call(batch, provider, timeout)
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            task = asyncio.current_task()
+            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._task_batch.pop(task, None)  # type: ignore[arg-type]
+            self._notify()
+
+    async def _call(self, batch: Batch, provider: Any, timeout: float) -> None:
         """One provider call under its timeout; the answer (or the failure) goes back to the core."""
         clock = self._clock
         loop = self._loop
@@ -835,7 +848,8 @@ class Engine:
                     # Yield once before recording: when the scheduler just started many
                     # batches, every provider call gets under way before the first
                     # answer is recorded (recording a large batch takes a while).
-                    await asyncio.sleep(0)
+                    if len(self._tasks) > 1:
+                        await asyncio.sleep(0)
                 finally:
                     timer.cancel()
                     if wall is not None:
@@ -883,7 +897,12 @@ class Engine:
                 payload = encode_frame(RecordError(now=now, batch=batch.id, check=batch_check(batch), error=error))
                 await self._journaled(payload, partial(core.record_error, batch, error, now), False)
         self._flush()
-        self._wake.set()  # type: ignore[union-attr]
+        # Wake the scheduler only if the answer brought its next wake-up forward
+        # (a retry due sooner, a provider slot freed for a waiting route): most
+        # answers change nothing it is waiting for.
+        when = core.next_wakeup()
+        if when is not None and when < self._armed:
+            self._wake.set()  # type: ignore[union-attr]
 
     def _record_error(self, batch: Batch, error: str) -> None:
         core = self._core
