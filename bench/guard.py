@@ -80,6 +80,7 @@ class Plan:
         #: The engine on a VirtualClock settles the loop at every timer: slow, so 10k only.
         self.engine_sizes = [K]
         self.real_rates = [10_000, 50_000, 100_000] if full else [10_000, 50_000]
+        self.real_instant_size = 100_000
         self.real_seconds = 2.0 if full else 1.0
         #: Sizes measured only in a child process (``bench.rss``): timing and RSS at once.
         #: They have no peer to interleave with, and would leave the guard's own
@@ -430,6 +431,17 @@ class Guard:
                              f"  early {r['early']}{'  (submit overran t0)' if r['overran'] else ''}")
                     if impl == "engine":
                         self.value(f"real_p99_ms_{loop}_{rate // 1000}k", r["p99_ms"])
+        n = p.real_instant_size
+        for loop in loops:
+            self.say(f"real_clock engine {loop}: {n:,} sends due at one instant")
+            gc.collect()
+            w0 = time.perf_counter()
+            r = M.real_clock_instant(n, loop)
+            self.record("real_clock", f"instant_{loop}", {"n": n}, [time.perf_counter() - w0], r)
+            self.say(f"  lateness p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms  max {r['max_ms']:8.2f} ms"
+                     f"  early {r['early']}  batches {r['batches']}")
+            self.value(f"real_instant_p99_ms_{loop}", r["p99_ms"])
+            self.value(f"real_instant_early_{loop}", r["early"])
 
     def journal(self) -> None:
         """Journal: journaled submit (wall), e2e journal on / off (CPU), replay, restart (wall), bytes, snapshot pause.

@@ -512,7 +512,9 @@ class Core:
             if report.suppress is not None:
                 self.suppression.add(o.channel, to, report.suppress)
             wait = report.retry_after
-            if wait is not None and wait == wait and wait > 0:
+            if type(route) is tuple:  # a route key; snapshots written before keys held the Route
+                route = self.dispatch.routes.get(route)
+            if route is not None and wait is not None and wait == wait and wait > 0:
                 until = now + min(float(wait), _MAX_REPORT_SLOWDOWN)
                 if until > route.blocked_until:
                     route.blocked_until = until

@@ -83,8 +83,11 @@ class Ledger:
         self.pushbacks: dict[str, int] = {}  # send id -> times rate limited (only sends pushed back)
         self.finished: dict[str, Outcome] = {}
         self.finished_order: deque[str] = deque()
-        # Sent messages within retention: where they went (address, route), for delivery
-        # reports that feed the error segment, suppression or the route's pace.
+        # Sent messages within retention: where they went (address, route key), for delivery
+        # reports that feed the error segment, suppression or the route's pace. The key, not
+        # the Route: a tuple of strings is untracked by the cycle collector, while one
+        # holding a Route stays tracked for the retention period, one per sent message,
+        # and makes every full collection walk them all.
         self.sent_meta: dict[str, tuple[str, Any]] = {}
         # The provider's message ids, which reports may name instead of the send id; built on the
         # first report that names one (the sandbox reports by send id).
@@ -178,6 +181,7 @@ class Ledger:
         by_rec, reservations = self.by_recipient, self.reservations
         sent, accepted_reason = _SENT, Reason.ACCEPTED
         sent_meta, by_pid, pushbacks = self.sent_meta, self.by_provider_id, self.pushbacks
+        key = route.key if route is not None else None
         n = 0
         for e, r in zip(entries, results):
             # A provider_id that is no string (a provider bug) is not applied as sent: the outcome would
@@ -200,7 +204,7 @@ class Ledger:
             outcomes.append(o)
             finished[sid] = o
             order.append(sid)
-            sent_meta[sid] = (s.to, route)
+            sent_meta[sid] = (s.to, key)
             if pid and by_pid is not None:
                 by_pid[(provider, pid)] = sid
             n += 1

@@ -184,3 +184,29 @@ def test_delivery_reports_are_journaled_and_survive_a_restart(run: Any, tmp_path
     assert scope == "all"
     assert events.get("undelivered") == 1
     assert second.status is Status.SKIPPED and second.reason.value == "suppressed"
+
+
+@pytest.mark.parametrize("kept_as", ["key", "route object"])
+def test_a_report_asking_for_a_slowdown_blocks_the_route_the_message_took(kept_as: str) -> None:
+    """The core keeps a sent message's route by key; a state loaded from an older snapshot holds the Route itself.
+
+    Either way an undelivered report with ``retry_after`` blocks that route.
+    """
+    from sendcore.provider import DeliveryReport
+    from sendcore.send import Accepted
+
+    from .helpers import UTC, at, core, send
+
+    c = core()
+    t = at(UTC, 2026, 3, 2, 12, 0)
+    c.submit([send("a", origin="transactional")], t)
+    (batch,) = c.advance(t)
+    c.record(batch, [Accepted(provider_id="P1")], t)
+    to, key = c.ledger.sent_meta["a"]
+    assert type(key) is tuple, "kept by key: a tuple of strings the cycle collector does not track"
+    route = c.dispatch.routes[key]
+    if kept_as == "route object":
+        c.ledger.sent_meta["a"] = (to, route)
+    event = c.delivery(DeliveryReport(delivered=False, provider_id="P1", retry_after=30.0), "sandbox", t + 1)
+    assert event is not None and event.status is Status.UNDELIVERED
+    assert route.blocked_until == t + 31 and route.blocked_by == "rate_limited"
