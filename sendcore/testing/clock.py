@@ -39,6 +39,7 @@ import asyncio
 import contextvars
 import heapq
 import math
+import weakref
 from collections import deque
 from contextlib import contextmanager
 from datetime import datetime
@@ -362,10 +363,23 @@ def _all_blocked(me: Union[asyncio.Task[Any], None]) -> bool:
     A task with no ``_fut_waiter`` has a step scheduled (just created, or
     after a bare yield); one whose waiter is done is about to wake.
     """
-    for task in asyncio.all_tasks():
-        if task is me:
+    tasks = list(_ALL_TASKS) if _ALL_TASKS is not None else asyncio.all_tasks()
+    loop = None
+    for task in tasks:
+        if task is me or task.done():
             continue
         waiter = task._fut_waiter  # type: ignore[attr-defined]
         if waiter is None or waiter.done():
-            return False
+            # asyncio's registry holds every loop's tasks: only this loop's count.
+            if loop is None:
+                loop = asyncio.get_running_loop()
+            if task.get_loop() is loop:
+                return False
     return True
+
+
+# The registry asyncio.all_tasks() reads (3.11): reading it directly skips building
+# a set of every live task per check, and the walk stops at the first runnable one.
+_ALL_TASKS = getattr(asyncio.tasks, "_all_tasks", None)
+if not isinstance(_ALL_TASKS, weakref.WeakSet):
+    _ALL_TASKS = None
