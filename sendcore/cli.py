@@ -263,6 +263,37 @@ def journal_repair(path: str, yes: bool) -> None:
         os.close(lock_fd)
 
 
+@journal.command("compact")
+@click.argument("path", type=click.Path(file_okay=False, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a sentence.")
+def journal_compact(path: str, as_json: bool) -> None:
+    """Recover PATH and write a snapshot of it, so the next start replays nothing.
+
+    Run it with the sendcore version that wrote the journal, before upgrading:
+    a journal's tail replays only with the version that wrote it, a snapshot
+    loads in later ones. Takes the journal's lock (refused while an engine
+    runs on it); sends nothing. Exit 0 when the snapshot is written.
+    """
+    from .errors import JournalError
+    from .journal.commands import compact
+
+    try:
+        with _bytes_progress("replaying") as progress:
+            report = compact(path, progress)
+    except JournalError as exc:
+        _journal_error(exc)
+    if as_json:
+        click.echo(msgspec.json.encode(report).decode())
+    elif report["written"]:
+        click.echo(f"{report['path']}: {report['pending']:,} pending sends in {report['snapshot']} "
+                   f"(replayed {report['frames_replayed']:,} frames, {report['seconds']:.1f} s); "
+                   "the next start replays nothing")
+    else:
+        click.echo(f"{report['path']}: already compact ({report['snapshot']} covers every frame)")
+    if not report["written"] and report["frames_replayed"]:
+        sys.exit(1)
+
+
 def _repair(path: str, yes: bool, lock_fd: int, plan_repair: Any, apply_repair: Any) -> None:
     from .errors import JournalError
 

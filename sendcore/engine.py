@@ -265,8 +265,13 @@ class Engine:
             self._flush()
         self._scheduler = self._loop.create_task(self._schedule(), name="sendcore-scheduler")
 
-    async def close(self, *, grace: float = 5.0) -> None:
+    async def close(self, *, grace: float = 5.0, snapshot: bool = False) -> None:
         """Stop dispatching, let in-flight calls finish or time out, close providers, end streams.
+
+        ``snapshot=True`` (journal on) writes a snapshot of the final state
+        before the journal closes, so the next start loads it and replays
+        nothing: do this before upgrading sendcore, because a journal's tail
+        replays only with the version that wrote it.
 
         Pending sends stay pending in the core (``engine.core``); ``outcome``,
         ``explain`` and ``stats`` keep answering. On a virtual clock, time
@@ -294,7 +299,7 @@ class Engine:
         self._flush()
         await self._close_providers(grace)
         if self._journal is not None:
-            await self._journal.close()
+            await self._journal.close(snapshot=snapshot)
         self._state = _CLOSED
         self._end_streams()
         self._notify()

@@ -1,8 +1,8 @@
-"""The work behind ``sendcore journal check|stats|repair``: read a journal without an engine.
+"""The work behind ``sendcore journal check|stats|repair|compact``: read a journal without an engine.
 
 ``check`` and ``stats`` change no file and take no lock, so they may run
 beside a live engine (whose newest segment may then end in a frame being
-written). ``repair`` takes the lock, like an engine would.
+written). ``repair`` and ``compact`` take the lock, like an engine would.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from . import files
 from .files import read_snapshot, scan_segment, segment_files, snapshot_files
 from .frames import decode_frame
 
-__all__ = ["Repair", "check", "plan_repair", "apply_repair", "stats"]
+__all__ = ["Repair", "check", "compact", "plan_repair", "apply_repair", "stats"]
 
 Progress = Optional[Callable[[int, int], None]]
 
@@ -251,3 +251,43 @@ def apply_repair(path: str, plan: Repair, lock_fd: Optional[int] = None) -> None
     finally:
         if lock_fd is None:
             os.close(fd)
+
+
+def compact(path: str, progress: Progress = None) -> dict[str, Any]:
+    """Recover the journal at ``path`` and write a snapshot of it, so the next start replays nothing.
+
+    Run it with the sendcore that wrote the journal, before an upgrade: a
+    journal's tail replays only with that version, a snapshot loads in later
+    ones. Takes the lock (fails beside a live engine), sends nothing, calls no
+    provider; the settings and providers recorded in the journal are used.
+    Returns the recovery counts and what the snapshot holds.
+    """
+    import asyncio
+
+    import msgspec.structs
+
+    from .journal import Journal, _load_settings
+
+    directory = _directory(path)
+    segs, snaps = _live_segments(directory), snapshot_files(directory)
+    if segs:
+        header: Any = files.read_segment_header(segs[-1][1])
+    elif snaps:
+        header, _ = read_snapshot(snaps[-1][1], payload=False)
+    else:
+        raise JournalError(f"{directory}: the journal is empty (no snapshot, no segment)")
+    settings = _load_settings(header.settings, directory)
+    settings = msgspec.structs.replace(settings, journal=msgspec.structs.replace(settings.journal, path=str(directory)))
+    t0 = time.perf_counter()
+    journal, core = Journal.open(settings, list(header.providers), _build, progress)
+
+    async def run() -> None:
+        journal.start(asyncio.get_running_loop(), core)
+        await journal.close(snapshot=True)
+
+    asyncio.run(run())
+    r = journal.recovery
+    after = snapshot_files(directory)
+    return {"path": str(directory), "frames_replayed": r.frames, "segments_replayed": r.segments,
+            "torn": list(r.torn), "pending": core.pending, "snapshot": after[-1][1].name if after else None,
+            "written": journal.stats().snapshots > 0, "seconds": time.perf_counter() - t0}

@@ -38,7 +38,8 @@ from ..errors import JournalError
 from .frames import SegmentHeader, SnapshotHeader
 
 __all__ = [
-    "FORMAT", "FRAME_HEAD", "Scan", "TornHeader", "fsync_dir", "lock", "pack_frame", "read_snapshot", "scan_segment",
+    "FORMAT", "FRAME_HEAD", "Scan", "TornHeader", "fsync_dir", "lock", "pack_frame", "read_segment_header",
+    "read_snapshot", "scan_segment",
     "segment_files", "segment_name", "snapshot_files", "snapshot_name", "write_prefix",
 ]
 
@@ -152,6 +153,18 @@ class Scan:
     torn: Optional[str] = None
     #: With ``strict=False``: the damage found at ``end`` (the message ``strict`` would raise).
     damage: Optional[str] = None
+
+
+def read_segment_header(path: Path) -> SegmentHeader:
+    """The header of segment ``path`` alone (its settings, providers and writer), without reading its frames."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(len(SEGMENT_MAGIC) + 8)
+            if len(data) == len(SEGMENT_MAGIC) + 8 and data.startswith(SEGMENT_MAGIC):
+                data += f.read(_PREFIX.unpack_from(data, len(SEGMENT_MAGIC))[1] + 4)
+    except OSError as exc:
+        raise JournalError(f"{path}: cannot read the journal segment: {exc.strerror}") from None
+    return _header(path, data, SEGMENT_MAGIC, "journal segment", _segment_header)[0]
 
 
 def scan_segment(path: Path, expect_seq: Optional[int] = None, *, strict: bool = True) -> Scan:

@@ -107,6 +107,16 @@ class Recovery:
     next_segment: int = 1
 
 
+def _upgrade_hint(header: Any) -> str:
+    """Why a replay may diverge when another sendcore wrote the segment, and what to do."""
+    wrote, running = getattr(header, "sendcore", "") or "an unknown version", _version()
+    if wrote == running:
+        return ""
+    return (f"; this segment was written by sendcore {wrote} and this is {running}: a journal's tail replays "
+            f"only with the version that wrote it. Start sendcore {wrote} on it once and run "
+            "`sendcore journal compact` (or stop it with `await engine.close(snapshot=True)`), then upgrade")
+
+
 def apply_frame(core: Any, frame: Frame) -> None:
     """Give ``core`` the input ``frame`` records, as the live engine did."""
     t = type(frame)
@@ -281,7 +291,7 @@ def _recover(directory: Path, build: BuildCore, settings: Optional[Settings], pr
             try:
                 apply_frame(core, frame)
             except JournalError as exc:
-                raise JournalError(f"{path}: frame {fseq} at offset {offset}: {exc}") from None
+                raise JournalError(f"{path}: frame {fseq} at offset {offset}: {exc}{_upgrade_hint(h)}") from None
             except Exception:  # the live call raised the same to its caller; the state matches
                 log.debug("%s: frame %d raised on replay, as it did live", path, fseq, exc_info=True)
             if fseq & 1023 == 0:
@@ -679,6 +689,13 @@ class Journal:
 
     # -------------------------------------------------------------- queries and closing
 
+    def _since_snapshot_frames(self) -> bool:
+        """Whether the state has frames no snapshot covers (in this run or replayed at start)."""
+        if self._since_snapshot > 0:
+            return True
+        r = self.recovery
+        return self._snapshots == 0 and (r.frames > 0 or r.snapshot is None)
+
     @property
     def degraded(self) -> Optional[str]:
         """Why submits are refused now, or None when the journal writes."""
@@ -712,8 +729,15 @@ class Journal:
         except JournalError:
             pass
 
-    async def close(self) -> None:
-        """Write and fsync what is left, wait for a running snapshot, stop the writer, release the lock."""
+    async def close(self, *, snapshot: bool = False) -> None:
+        """Write and fsync what is left, wait for a running snapshot, stop the writer, release the lock.
+
+        With ``snapshot``, take a snapshot of the final state first, so the next
+        start replays no frame: the way to stop before an upgrade (a journal's
+        tail replays only with the sendcore that wrote it). If the snapshot
+        cannot be written, the journal closes as without it (nothing is lost;
+        the next start replays the tail) and the error is logged.
+        """
         if self._closed:
             return
         loop = self._loop or asyncio.get_running_loop()
@@ -723,6 +747,14 @@ class Journal:
             await asyncio.gather(*[w.future for w in list(self._waiting)], return_exceptions=True)
         while self._snap is not None:
             await asyncio.sleep(0.005)
+        if snapshot and self._since_snapshot_frames():
+            before = self._snapshots
+            if self.snapshot():
+                while self._snap is not None:
+                    await asyncio.sleep(0.005)
+            if self._snapshots == before:
+                log.error("%s: the snapshot at close was not written; the next start replays the tail",
+                          self.directory)
         self._closed = True
         w = self._writer
         if w is not None:
