@@ -29,14 +29,12 @@ import msgspec
 
 from .clock import RealClock, call_at
 from .core import Checked, Core
-from .errors import DeliveryReportError, JournalError, PendingLimitError
+from .errors import DeliveryReportError, PendingLimitError
 from .assembly import assemble
 from .plugins import PluginHost
 from .provider import DeliveryReport, ProviderSpec
-from .send import (
-    Accepted, Batch, CancelReport, Explanation, InvalidResult, Outcome, PermanentFailure, RateLimited, Rejection,
-    Send, Stats, Status, SubmitReport, TemporaryFailure,
-)
+from .results import shape_problem, storable
+from .send import Batch, CancelReport, Explanation, Outcome, Rejection, Send, Stats, SubmitReport
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -874,12 +872,8 @@ class Engine:
             error = f"provider {batch.provider!r} raised CancelledError {_text_of(exc)}".rstrip()
         except Exception as exc:
             error = f"provider {batch.provider!r} raised {type(exc).__name__}: {_text_of(exc)}"
-        if error is None and (not isinstance(results, (list, tuple)) or len(results) != len(batch.sends)):
-            got = f"{len(results)} results" if isinstance(results, (list, tuple)) else repr(type(results).__name__)
-            error = (
-                f"provider {batch.provider!r} returned {got} for a batch of {len(batch.sends)} sends; "
-                "send() must return a list with exactly one result per send, in order"
-            )
+        if error is None:
+            error = shape_problem(results, len(batch.sends), batch.provider)
         core = self._core
         assert core is not None
         if core.batch(batch.id) is None:
@@ -895,7 +889,7 @@ class Engine:
             from .journal.frames import Record, RecordError, encode_frame
 
             if error is None:
-                results = _storable_results(results)
+                results = storable(results)
                 payload = encode_frame(Record(now=now, batch=batch.id, check=batch_check(batch), results=results))
                 await self._journaled(payload, partial(core.record, batch, results, now), False)
             else:
@@ -934,35 +928,7 @@ def _text_of(exc: BaseException) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-_RESULT_TYPES = (Accepted, TemporaryFailure, PermanentFailure, RateLimited, InvalidResult)
 _results_encoder = msgspec.msgpack.Encoder()
-_results_decoder = msgspec.msgpack.Decoder(list[Union[Accepted, TemporaryFailure, PermanentFailure, RateLimited,
-                                                      InvalidResult]])
-
-
-def _storable_results(results: Any) -> list[Any]:
-    """The provider's results with each invalid one replaced by an ``InvalidResult`` naming what is wrong.
-
-    Checked by a round trip through the journal's own encoding, so what the
-    core records is exactly what replay will read back.
-    """
-    results = list(results)
-    try:
-        _results_decoder.decode(_results_encoder.encode(results))
-        return results
-    except (msgspec.MsgspecError, TypeError, ValueError, OverflowError):
-        pass
-    out: list[Any] = []
-    for r in results:
-        if type(r) not in _RESULT_TYPES:
-            out.append(InvalidResult(f"invalid result {type(r).__name__} from the provider (not a sendcore Result)"))
-            continue
-        try:
-            _results_decoder.decode(_results_encoder.encode([r]))
-            out.append(r)
-        except (msgspec.MsgspecError, TypeError, ValueError, OverflowError) as exc:
-            out.append(InvalidResult(f"invalid {type(r).__name__} from the provider: {exc}"))
-    return out
 
 
 def _unstorable_field(send: Send) -> Union[str, None]:

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from .dispatch import Dispatch, InFlight
 from .hashing import unit
 from .ledger import DEAD, IN_FLIGHT, QUEUED, SCHEDULED, Entry, Ledger
+from .results import shape_problem
 from .routes import Route
 from .send import (
     Accepted, Batch, InvalidResult, Outcome, PermanentFailure, RateLimited, Reason, Status, TemporaryFailure,
@@ -57,15 +58,9 @@ class Feedback:
         fl = self.dispatch.inflight.get(batch.id)
         if fl is None:
             raise ValueError(f"batch: unknown or already recorded batch id {batch.id}")
-        try:
-            count = len(results)
-        except TypeError:
-            self.record_error(batch, f"provider {batch.provider!r} returned {type(results).__name__}, "
-                                     "not a list of results", now)
-            return
-        if count != len(fl.entries):
-            self.record_error(batch, f"provider {batch.provider!r} returned {count} results for a batch of "
-                                     f"{len(fl.entries)}; send() must return one result per send, in order", now)
+        problem = shape_problem(results, len(fl.entries), batch.provider)
+        if problem is not None:
+            self.record_error(batch, problem, now)
             return
         del self.dispatch.inflight[batch.id]
         self.dispatch.release_slot(fl, now)

@@ -78,6 +78,7 @@ except ImportError:  # pragma: no cover - exercised only without pytest installe
     pytest = None  # type: ignore[assignment]
 
 from ..clock import RealClock
+from ..results import RESULT_NAMES, RESULT_TYPES, shape_problem
 from ..send import Accepted, Batch, Outcome, PermanentFailure, RateLimited, Send, Status, TemporaryFailure
 from ..settings import Settings
 from .clock import VirtualClock
@@ -85,8 +86,6 @@ from .plugins import ProvidersPlugin
 
 __all__ = ["CHECKS", "ContractError", "ContractReport", "ProviderContract", "check_provider"]
 
-_RESULT_TYPES = (Accepted, TemporaryFailure, PermanentFailure, RateLimited)
-_RESULT_NAMES = "Accepted, TemporaryFailure, PermanentFailure or RateLimited"
 _PHONE = frozenset({"sms", "mms", "whatsapp", "rcs", "voice"})
 
 #: Every check, in the order ``check_provider`` runs them.
@@ -222,16 +221,12 @@ class _Harness:
 
 
 def _check_results(results: Any, n: int, check: str) -> None:
-    if not isinstance(results, list):
-        raise ContractError(f"{check}: send() returned {type(results).__name__}; it must return a list of results")
-    if len(results) != n:
-        raise ContractError(
-            f"{check}: send() returned {len(results)} results for a batch of {n} sends; "
-            "it must return exactly one result per send, in order"
-        )
+    problem = shape_problem(results, n, "under test")
+    if problem is not None:
+        raise ContractError(f"{check}: {problem}")
     for i, r in enumerate(results):
-        if not isinstance(r, _RESULT_TYPES):
-            raise ContractError(f"{check}: result {i} is {r!r}; every result must be {_RESULT_NAMES}")
+        if not isinstance(r, RESULT_TYPES):
+            raise ContractError(f"{check}: result {i} is {r!r}; every result must be {RESULT_NAMES}")
         if isinstance(r, RateLimited):
             ra = r.retry_after
             if isinstance(ra, bool) or not isinstance(ra, (int, float)) or not (ra > 0 and math.isfinite(ra)):
