@@ -233,7 +233,7 @@ class Engine:
             self._journal.start(self._loop, self._core)
         else:
             self._core = build(self._settings, list(self._specs.values()))
-        self._outcome_hook = host.outcome if host.wants_outcomes else None
+        self._outcome_hook = host.outcome_caller()
         for problem in self._core.channel_problems():
             log.warning("sendcore: %s", problem)
         try:

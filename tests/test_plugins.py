@@ -243,6 +243,56 @@ def test_sendcore_outcome_hook_is_called_and_skipped_when_absent() -> None:
     assert not host().wants_outcomes
 
 
+def test_per_send_and_outcome_hooks_called_directly_answer_as_pluggy_does() -> None:
+    """The direct callables the core and engine use give pluggy's answers: call order, first result, every impl."""
+    s = Send(id="1", recipient="r", channel="sms", to="+33612345678", origin="flow")
+    calls: list[str] = []
+
+    def plugin(name: str, carrier: Union[str, None], **marks: Any) -> Any:
+        class P:
+            @hookimpl(**marks)
+            def sendcore_lookup_carrier(self, send: Send) -> Union[str, None]:
+                calls.append(name)
+                return carrier
+
+            @hookimpl(**marks)
+            def sendcore_outcome(self, outcome: Outcome) -> None:
+                calls.append(name)
+        return P()
+
+    cases = [
+        [plugin("a", "A"), plugin("b", None), plugin("c", "C")],
+        [plugin("a", "A", tryfirst=True), plugin("b", "B"), plugin("c", None, trylast=True)],
+        [plugin("a", None), plugin("b", None)],
+        [plugin("only", "O")],
+    ]
+    o = Outcome(send_id="x", status=Status.SENT, reason="accepted", at=1.0)  # type: ignore[arg-type]
+    for plugins in cases:
+        h = host(*plugins)
+        h.load()
+        calls.clear()
+        want = h._pm.hook.sendcore_lookup_carrier(send=s)
+        want_calls = list(calls)
+        calls.clear()
+        assert h.carrier_lookup()(s) == want and calls == want_calls, (want, want_calls, calls)
+        calls.clear()
+        h._pm.hook.sendcore_outcome(outcome=o)
+        want_calls = list(calls)
+        calls.clear()
+        h.outcome_caller()(o)
+        assert calls == want_calls
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def sendcore_lookup_carrier(self, send: Send) -> Any:
+            got = yield
+            return (got or "none") + "+wrapped"
+
+    h = host(plugin("a", "A"), Wrapper())
+    assert h.carrier_lookup()(s) == "A+wrapped"  # a wrapper among them: pluggy's own call
+    assert host().outcome_caller() is None
+
+
 def test_environment_switches_entry_points_off() -> None:
     """SENDCORE_LOAD_ENTRYPOINTS=0 (set by the test suite's conftest) loads no installed plugin."""
     assert os.environ["SENDCORE_LOAD_ENTRYPOINTS"] == "0"
