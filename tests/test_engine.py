@@ -584,6 +584,35 @@ def test_real_clock_submit_drain_and_hang(run: Any) -> None:
     assert outcomes[1].status is Status.SENT
 
 
+def test_real_clock_an_answer_that_frees_a_slot_or_retries_sooner_wakes_the_scheduler(run: Any) -> None:
+    """The scheduler sleeps until its next wake-up; an answer that brings it forward must wake it.
+
+    One call at a time (max_concurrency 1, max_batch 1): each freed slot lets the next
+    queued send go at once, and a temporary failure retried after 0.1 s leaves then,
+    not at the next send due a minute later.
+    """
+    async def answer(p: Recorder, batch: Batch, call: int) -> list[Result]:
+        return [TemporaryFailure("busy") if call == 1 else Accepted() for _ in batch.sends]
+
+    rec = Recorder(answer=answer, max_concurrency=1, max_batch=1)
+
+    async def main() -> tuple[float, Engine]:
+        s = settings(retry={"base_delay": "0.1s", "jitter": 0})
+        engine = Engine(s, plugins=[ProvidersPlugin(rec)])
+        async with engine:
+            t0 = time.time()
+            await engine.submit([sms(i) for i in range(1, 5)] + [sms(9, t0 + 60)])
+            while sum(1 for i in range(1, 5) if engine.outcome(f"s{i}") is not None) < 4:
+                assert time.time() - t0 < 5, f"sends left waiting: {engine.stats()}"
+                await asyncio.sleep(0.005)
+            return time.time() - t0, engine
+
+    took, engine = run(main())
+    assert all(engine.outcome(f"s{i}").status is Status.SENT for i in range(1, 5))
+    assert len(rec.calls) == 5  # four first tries and one retry, one call at a time
+    assert took < 5 and engine.pending == 1
+
+
 def test_real_clock_shutdown_waits_for_in_flight_calls(run: Any) -> None:
     """Closing on the wall clock lets an in-flight call finish; later sends stay pending."""
     rec = Recorder(latency=0.2)
