@@ -29,6 +29,7 @@ import msgspec
 
 from .clock import RealClock, call_at
 from .core import Checked, Core
+from .ledger import storable_id
 from .errors import DeliveryReportError, PendingLimitError
 from .assembly import assemble
 from .plugins import PluginHost
@@ -516,8 +517,25 @@ class Engine:
         """
         core = self._require_running("cancel")
         now = self._clock.now()
+        unnamed: list[str] = []
         if ids is not None:
             ids = [ids] if isinstance(ids, str) else list(ids)
+            for i, sid in enumerate(ids):
+                if type(sid) is not str:
+                    raise ValueError(f"ids[{i}]: expected a string, got {type(sid).__name__}")
+            if not all(map(storable_id, ids)):
+                # Text no send can carry (a lone surrogate: submit refuses it) names no send:
+                # unknown, and kept out of the journal, which stores text as UTF-8.
+                unnamed = [sid for sid in ids if not storable_id(sid)]
+                ids = [sid for sid in ids if storable_id(sid)]
+        for name, value in (("recipient", recipient), ("origin_id", origin_id)):
+            if value is not None and type(value) is not str:
+                raise ValueError(f"{name}: expected a string, got {type(value).__name__}")
+        if any(v is not None and not storable_id(v) for v in (recipient, origin_id)):
+            # A bulk cancel matches sends with that recipient and origin id: none can carry such text.
+            recipient = origin_id = None
+            if not ids:
+                return CancelReport(cancelled=[], too_late=[], unknown=unnamed)
         if self._journal is None:
             report = core.cancel(now, ids=ids, recipient=recipient, origin_id=origin_id)
         else:
@@ -528,6 +546,9 @@ class Engine:
                 payload, lambda: core.cancel(now, ids=ids, recipient=recipient, origin_id=origin_id), True)
         self._flush()
         self._wake.set()  # type: ignore[union-attr]
+        if unnamed:
+            report = CancelReport(cancelled=report.cancelled, too_late=report.too_late,
+                                  unknown=report.unknown + unnamed)
         return report
 
     def outcomes(self) -> OutcomeStream:

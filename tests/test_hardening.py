@@ -116,6 +116,41 @@ def test_row01_a_lone_surrogate_in_metadata_is_rejected_naming_it(run: Any) -> N
     assert rejection.reason.startswith("metadata: must be JSON-like values"), rejection
 
 
+@pytest.mark.parametrize("journaled", [False, True])
+def test_row01_cancel_by_text_no_send_can_carry_names_no_send_and_keeps_the_good_ids(
+        run: Any, tmp_path: Any, journaled: bool) -> None:
+    """A lone surrogate as a cancel's id, recipient or origin id names no send (submit refuses such text).
+
+    It is reported unknown and kept out of the journal (which stores UTF-8), the
+    good id beside it is cancelled, and the journal still replays; an id that is
+    not a string is a ValueError naming it, cancelling nothing.
+    """
+    settings = {"journal": {"path": str(tmp_path / "j")}} if journaled else {}
+    later = START + 3600
+
+    async def main() -> Any:
+        async with engine(**settings) as e:
+            await e.submit([S(1, send_at=later), S(2, send_at=later, origin_id="promo")])
+            by_id = await e.cancel(ids=["s1", "x\ud800"])
+            by_recipient = await e.cancel(recipient="r\ud800")
+            by_origin = await e.cancel(origin_id="p\ud800", recipient="r2")
+            with pytest.raises(ValueError, match=r"ids\[1\]: expected a string, got int"):
+                await e.cancel(ids=["s2", 5])
+            with pytest.raises(ValueError, match="recipient: expected a string, got list"):
+                await e.cancel(recipient=["r2"])
+            return by_id, by_recipient, by_origin, e.pending
+
+    by_id, by_recipient, by_origin, pending = run(main())
+    assert by_id.cancelled == ["s1"] and by_id.unknown == ["x\ud800"]
+    assert by_recipient.cancelled == [] and by_origin.cancelled == []
+    assert pending == 1  # s2 was never cancelled: neither bad call touched it
+    if journaled:
+        async def again() -> Any:
+            async with engine(**settings) as e:
+                return e.pending, e.outcome("s1").status
+        assert run(again()) == (1, Status.CANCELLED)
+
+
 # --------------------------------------------------------------------------- rows 12-17
 
 

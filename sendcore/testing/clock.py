@@ -363,10 +363,14 @@ def _all_blocked(me: Union[asyncio.Task[Any], None]) -> bool:
     A task with no ``_fut_waiter`` has a step scheduled (just created, or
     after a bare yield); one whose waiter is done is about to wake.
     """
-    tasks = list(_ALL_TASKS) if _ALL_TASKS is not None else asyncio.all_tasks()
+    if _ALL_TASKS is not None:
+        tasks = _task_refs()
+    else:
+        tasks = [weakref.ref(t) for t in asyncio.all_tasks()]
     loop = None
-    for task in tasks:
-        if task is me or task.done():
+    for ref in tasks:
+        task = ref()
+        if task is None or task is me or task.done():
             continue
         waiter = task._fut_waiter  # type: ignore[attr-defined]
         if waiter is None or waiter.done():
@@ -378,8 +382,20 @@ def _all_blocked(me: Union[asyncio.Task[Any], None]) -> bool:
     return True
 
 
-# The registry asyncio.all_tasks() reads (3.11): reading it directly skips building
-# a set of every live task per check, and the walk stops at the first runnable one.
+def _task_refs() -> list[weakref.ref[asyncio.Task[Any]]]:
+    # A C-level copy of the registry's weak references; a task collected during
+    # the copy changes the set, so copy again (as asyncio.all_tasks does).
+    data = _ALL_TASKS.data  # type: ignore[union-attr]
+    while True:
+        try:
+            return list(data)
+        except RuntimeError:
+            continue
+
+
+# The registry asyncio.all_tasks() reads (3.11): reading its weak references
+# directly skips building a set of every live task through a Python-level
+# iterator per check, and the walk stops at the first runnable task.
 _ALL_TASKS = getattr(asyncio.tasks, "_all_tasks", None)
-if not isinstance(_ALL_TASKS, weakref.WeakSet):
+if not (isinstance(_ALL_TASKS, weakref.WeakSet) and isinstance(getattr(_ALL_TASKS, "data", None), set)):
     _ALL_TASKS = None
