@@ -72,8 +72,8 @@ def limit_problem(key: str, value: Any) -> Union[str, None]:
     """
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if key in ("max_batch", "max_concurrency"):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            return f"must be a positive integer, got {value!r}"
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_COUNT:
+            return f"must be a positive integer up to {MAX_COUNT:,}, got {value!r:.40}"
     elif key == "timeout":
         if not number or not 0 < value < math.inf:
             return f"must be a positive, finite number of seconds, got {value!r}"
@@ -81,8 +81,29 @@ def limit_problem(key: str, value: Any) -> Union[str, None]:
         if value is not None and (not number or not 0 <= value < math.inf):
             return f"must be unset (unlimited) or a finite number >= 0 per second, got {value!r}"
     elif key in ("burst", "total_burst", "daily_cap"):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            return f"must be an integer >= 0, got {value!r}"
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT):
+            return f"must be an integer >= 0 and at most {MAX_COUNT:,}, got {value!r:.40}"
+    return None
+
+
+#: The largest count a provider limit may hold (sends in a batch, calls in flight, a burst, a daily cap).
+MAX_COUNT = 1_000_000_000
+
+
+def _out_of_range(value: Any, path: str) -> Union[str, None]:
+    """The path of the first integer in ``value`` (built-in values) that does not fit in 64 bits, or None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return path if not -(2**63) <= value < 2**63 else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            got = _out_of_range(v, f"{path}.{k}" if path else str(k))
+            if got:
+                return got
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            got = _out_of_range(v, f"{path}[{i}]")
+            if got:
+                return got
     return None
 
 
@@ -424,6 +445,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         for name in self.channels:
             if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
                 raise ValueError(f"channels.{name}: channel names are lowercase words")
+        # The journal records the settings; an integer beyond 64 bits could not be written there.
+        where = _out_of_range(msgspec.to_builtins(self), "")
+        if where:
+            raise ValueError(f"{where}: too large (integers must fit in 64 bits)")
 
     # Loading
 

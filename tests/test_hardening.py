@@ -427,6 +427,20 @@ def test_row07_provider_max_batch_below_one_is_a_config_error_naming_the_key(
     assert "providers.sandbox.max_batch: must be a positive integer" in output
 
 
+@pytest.mark.parametrize(("toml", "named"), [
+    ("[providers.sandbox]\nmax_batch = 1" + "0" * 30 + "\n", "providers.sandbox.max_batch: must be a positive integer up to"),
+    ("[providers.sandbox]\nburst = 2000000000\n", "providers.sandbox.burst: must be an integer >= 0 and at most"),
+    ("max_pending = 1" + "0" * 25 + "\n", "max_pending: too large (integers must fit in 64 bits)"),
+    ('[[frequency_caps]]\nchannel = "sms"\nmax = 1' + "0" * 25 + '\nwindow = "1d"\n',
+     "frequency_caps[0].max: too large"),
+])
+def test_row07_integers_beyond_their_range_are_config_errors_naming_the_key(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, toml: str, named: str) -> None:
+    """A count too large to hold (found by the fuzz test: the journal could not record the settings) is refused."""
+    error, output = load_and_check(toml, tmp_path, monkeypatch)
+    assert named in error and named in output, (error, output)
+
+
 @pytest.mark.parametrize(("key", "value"), [("max_concurrency", "0"), ("max_concurrency", "-1"),
                                             ("timeout", '"0s"')])
 def test_row08_max_concurrency_and_timeout_that_would_send_nothing_are_config_errors(
