@@ -72,6 +72,17 @@ ADMIT_CHUNK = 4096
 _MAX_REPORT_SLOWDOWN = 3600.0
 
 
+# The wheel's views of an entry, as module functions so a pickled wheel (a snapshot) names them.
+def _scheduled(e: Entry) -> bool:
+    """Popped from the wheel, the entry is still waiting there (not cancelled, ended or moved on)."""
+    return e.where == SCHEDULED
+
+
+def _not_dead(e: Entry) -> bool:
+    """The entry still belongs in the wheel when it is compacted."""
+    return e.where != DEAD
+
+
 class Checked:
     """What ``Core.check`` found: the valid sends (normalised, with their due instants) and the rejections.
 
@@ -167,8 +178,7 @@ class Core:
                                  self._guarded(lookup_carrier, lambda v: bool(v)), ledger, self.history,
                                  PolicyChain(self.policies, Stage.DISPATCH, QUEUED, verdicts, ledger))
         # An entry's ``due`` is the instant it is held until, so far buckets need not pair them.
-        self._wheel: PriorityWheel[Entry] = PriorityWheel(operator.attrgetter("due"))
-        self._dead_in_wheel = 0
+        self._wheel: PriorityWheel[Entry] = PriorityWheel(operator.attrgetter("due"), live=_scheduled, held=_not_dead)
         #: What providers answered, applied: sent, retries, pushbacks, failures (R18).
         self.feedback = Feedback(ledger, self.dispatch, self._wheel, self._slot, settings.retry,
                                  self.error_segment, self.suppression)
@@ -198,6 +208,15 @@ class Core:
     @property
     def _batch_seq(self) -> int:
         return self.dispatch.batch_seq
+
+    # The wheel's tombstone count under its snapshot key of earlier versions (see _STATE_FIELDS).
+    @property
+    def _dead_in_wheel(self) -> int:
+        return self._wheel.dead
+
+    @_dead_in_wheel.setter
+    def _dead_in_wheel(self, value: int) -> None:
+        self._wheel.dead = value
 
     # ------------------------------------------------------------------ queries
 
@@ -456,12 +475,10 @@ class Core:
                 too_late.append(e.send.id)
             elif e.where != DEAD:
                 if e.where == SCHEDULED:
-                    self._dead_in_wheel += 1
+                    self._wheel.discarded()
                 cancelled.append(e.send.id)
                 self.ledger.finish(e, Status.CANCELLED, Reason.CANCELLED, now)
-        if self._dead_in_wheel > 10_000 and self._dead_in_wheel * 2 > len(self.ledger.pending):
-            self._wheel.prune(lambda x: x.where != DEAD)
-            self._dead_in_wheel = 0
+        self._wheel.compact(len(self.ledger.pending))
         return CancelReport(cancelled=cancelled, too_late=too_late, unknown=unknown)
 
     # ------------------------------------------------------------------ suppression & reports
@@ -558,12 +575,8 @@ class Core:
             self._now = now
         now = self._now
         self.ledger.expire(now)
-        due = self._wheel.pop_due(now, ADMIT_CHUNK)
-        if due:
-            live = [e for e in due if e.where == SCHEDULED]
-            self._dead_in_wheel -= len(due) - len(live)
-            if self._dead_in_wheel < 0:
-                self._dead_in_wheel = 0
+        live = self._wheel.pop_live(now, ADMIT_CHUNK)
+        if live:
             live = self._admit.run(live, now)
             if live:
                 self.dispatch.enqueue(live, now)
@@ -667,6 +680,7 @@ class Core:
                 setattr(getattr(self, stage) if stage else self, attr, state[key])
         # The wheel and the feedback stage share the wheel object: point feedback at the imported one.
         self.feedback.wheel = self._wheel
+        self._wheel.set_views(_scheduled, _not_dead)  # a wheel pickled before it owned its tombstones
         self.ledger.outcomes = list(state.get("outcomes", ()))
         self.ledger.by_provider_id = None  # rebuilt from the finished outcomes when a report needs it
         old_providers: dict[str, ProviderState] = state["providers"]

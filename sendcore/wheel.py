@@ -27,7 +27,8 @@ and popping jumps straight to the next non-empty bucket (Kafka's
 Complexity: insert O(1) amortised (O(log B) when it opens a bucket, B the
 number of non-empty buckets); pop O(1) amortised per send; next_due O(1).
 Cancels are lazy (trio's ``Deadlines``): the caller marks its item dead and
-skips it on pop; ``prune`` rebuilds buckets when tombstones pile up.
+tells the wheel (``PriorityWheel.discarded``); ``pop_live`` drops dead items as
+they come out, and ``compact`` rebuilds the buckets once the dead pile up.
 
 Items are opaque to the wheel; callers pass the due time alongside. Within a
 bucket, items keep insertion order, so equal due times leave in submission
@@ -238,15 +239,24 @@ class PriorityWheel(Generic[T]):
     ``next_due`` for P distinct priorities in use (a handful).
     """
 
-    __slots__ = ("_wheels", "_order", "_due_of")
+    __slots__ = ("_wheels", "_order", "_due_of", "_live", "_held", "dead")
 
-    def __init__(self, due_of: Callable[[T], float] | None = None) -> None:
+    def __init__(self, due_of: Callable[[T], float] | None = None, *,
+                 live: Callable[[T], bool] | None = None, held: Callable[[T], bool] | None = None) -> None:
         self._wheels: dict[int, TimingWheel[T]] = {}
         self._order: list[int] = []
         self._due_of = due_of
+        #: ``live(item)``: the item should still leave when popped (``pop_live`` keeps only those).
+        self._live = live
+        #: ``held(item)``: the item must stay held (``compact`` drops the others).
+        self._held = held
+        #: Items known dead but still held (tombstones), as counted by ``discarded``.
+        self.dead = 0
 
     def __setstate__(self, state: Any) -> None:
-        self._due_of = None
+        # Wheels pickled by older versions lack the later slots.
+        self._due_of = self._live = self._held = None
+        self.dead = 0
         for key, value in (state[1] if isinstance(state, tuple) else state).items():
             setattr(self, key, value)
 
@@ -306,6 +316,41 @@ class PriorityWheel(Generic[T]):
                 else:
                     out = got
         return out
+
+    def pop_live(self, now: float, limit: int = 0) -> list[T]:
+        """``pop_due``, keeping only the items ``live`` accepts; the others leave the tombstone count.
+
+        ``limit`` counts every item taken out, dead ones too, exactly as
+        ``pop_due`` does.
+        """
+        due = self.pop_due(now, limit)
+        live = self._live
+        if not due or live is None:
+            return due
+        kept = [x for x in due if live(x)]
+        if len(kept) != len(due):
+            self.dead = max(0, self.dead - (len(due) - len(kept)))
+        return kept
+
+    def set_views(self, live: Callable[[T], bool] | None, held: Callable[[T], bool] | None) -> None:
+        """Set ``live`` and ``held`` (see ``__init__``): for a wheel loaded from a pickle that predates them."""
+        self._live, self._held = live, held
+
+    def discarded(self, n: int = 1) -> None:
+        """``n`` held items were ended by their owner: counted until popped or compacted."""
+        self.dead += n
+
+    def compact(self, alive_total: int) -> int:
+        """Drop the dead items once there are more than 10,000 and more than half of ``alive_total``.
+
+        ``alive_total`` is how many items the owner still holds anywhere (the
+        core passes its pending count). Returns how many were dropped (0 when
+        not yet worth a pass over every bucket).
+        """
+        if self.dead > 10_000 and self.dead * 2 > alive_total and self._held is not None:
+            self.dead = 0
+            return self.prune(self._held)
+        return 0
 
     def items(self) -> Iterator[Any]:
         """Every held item, in no particular order."""

@@ -154,3 +154,80 @@ def test_a_million_sends_spread_over_sixty_days_cost_few_buckets():
     # Far sends share 64 s buckets instead of one bucket each.
     assert len(w._far) <= 60 * 86400 / SPAN + 1
     assert len(w) == n
+
+
+class _Item:
+    """An item with a state the wheel's ``live``/``held`` views read (as the core's entries)."""
+
+    def __init__(self, name: str, due: float) -> None:
+        self.name, self.due, self.state = name, due, "waiting"
+
+
+def _waiting(x: _Item) -> bool:
+    return x.state == "waiting"
+
+
+def _not_dead(x: _Item) -> bool:
+    return x.state != "dead"
+
+
+def test_the_wheel_counts_its_tombstones_drops_them_on_pop_and_compacts_when_they_pile_up():
+    """Lazy cancels owned by the wheel: the pop limit counts dead items; compaction waits for >10k and >half."""
+    w = PriorityWheel(operator.attrgetter("due"), live=_waiting, held=_not_dead)
+    items = [_Item(f"i{k}", 10.0 + k * 1e-6) for k in range(30_000)]
+    for x in items:
+        w.insert(0, x.due, x)
+    for x in items[:9_000]:
+        x.state = "dead"
+    w.discarded(9_000)
+    assert w.compact(alive_total=21_000) == 0 and w.dead == 9_000  # not more than 10,000 yet
+    for x in items[9_000:25_000]:
+        x.state = "dead"
+    w.discarded(16_000)
+    assert w.compact(alive_total=100_000) == 0  # more than 10,000 but not half of what is held
+    got = w.pop_live(11.0, limit=4096)
+    assert got == [] and w.dead == 25_000 - 4096  # the limit counted the dead ones, which left the count
+    assert w.compact(alive_total=5_000) == 25_000 - 4096 and w.dead == 0
+    assert len(w) == 5_000
+    rest = w.pop_live(11.0)
+    assert [x.name for x in rest] == [f"i{k}" for k in range(25_000, 30_000)]
+
+
+def test_a_wheel_pickled_before_it_counted_tombstones_loads_with_none():
+    import pickle
+
+    w = PriorityWheel(operator.attrgetter("due"))
+    w.insert(0, 5.0, _Item("a", 5.0))
+    old = pickle.loads(pickle.dumps(w))
+    for slot in ("_live", "_held", "dead"):
+        object.__delattr__(old, slot)
+    again = pickle.loads(pickle.dumps(old))
+    assert again.dead == 0 and again._live is None
+    assert [x.name for x in again.pop_live(6.0)] == ["a"]
+
+
+def test_a_core_state_from_before_the_wheel_owned_its_tombstones_imports_and_skips_the_cancelled():
+    """A snapshot's wheel without ``live``/``held`` (older versions) gets them back on import: dead entries stay out."""
+    import pickle
+
+    from sendcore.send import Accepted
+
+    from .helpers import UTC, at, core, send
+
+    t = at(UTC, 2026, 3, 2, 12, 0)
+    a = core()
+    a.submit([send(f"s{i}", origin="transactional", send_at=t + 60) for i in range(3)], t)
+    assert a.cancel(t, ids=["s1"]).cancelled == ["s1"]
+    state = pickle.loads(pickle.dumps(a.export_state()))
+    for slot in ("_live", "_held", "dead"):
+        object.__delattr__(state["_wheel"], slot)
+    old = pickle.loads(pickle.dumps(state))
+    assert old["_dead_in_wheel"] == 1
+    b = core()
+    b.import_state(old)
+    assert b._wheel.dead == 1
+    batches = b.advance(t + 61)
+    assert sorted(s.id for batch in batches for s in batch.sends) == ["s0", "s2"]
+    for batch in batches:
+        b.record(batch, [Accepted()] * len(batch.sends), t + 61)
+    assert b.pending == 0 and b._wheel.dead == 0
