@@ -1,4 +1,4 @@
-"""The ``sendcore`` command: run the demo workload, check a settings file, print the version."""
+"""The ``sendcore`` command: run the demo workload, check a settings file, serve the HTTP API, manage tokens."""
 
 from __future__ import annotations
 
@@ -318,6 +318,140 @@ def _repair(path: str, yes: bool, lock_fd: int, plan_repair: Any, apply_repair: 
     except JournalError as exc:
         _journal_error(exc)
     click.echo("repaired")
+
+
+@main.command()
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=str), required=True,
+              help="The settings file (TOML), with an optional [service] table.")
+@click.option("--host", default=None, help="Address to listen on (default: [service] host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Port to listen on (default: [service] port, 8787; 0 picks a free one).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Log lines on stderr: text, or one JSON object a line.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+@click.option("--check", is_flag=True, help="Validate the configuration (settings, plugins, tokens file) and exit.")
+@click.option("--ready-file", type=click.Path(dir_okay=False, path_type=str), default=None, hidden=True,
+              help="Write the URL listened on to this file once serving (for supervisors and tests).")
+def serve(config: str, host: Union[str, None], port: Union[int, None], log_format: str, log_level: str,
+          check: bool, ready_file: Union[str, None]) -> None:
+    """Run the engine as an HTTP service: submit, cancel, outcomes, delivery reports, metrics, status page.
+
+    SIGTERM or SIGINT stops it gracefully: no new connections, in-flight
+    requests and provider calls finish (or time out after [service]
+    shutdown_grace), the journal is fsynced, exit 0. See docs/service.md.
+    """
+    from .assembly import check as check_assembly
+    from .errors import ConfigError, SendcoreError
+    from .settings import Settings
+
+    try:
+        settings = Settings.from_toml(config)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_CONFIG)
+    if check:
+        report = check_assembly(settings)
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        problems = [f"{config}: {e}" for e in report.errors]
+        try:
+            from .service.tokens import TokenStore
+
+            store = TokenStore(settings.service.tokens_file)
+            live = sum(1 for r in store.list() if r.revoked is None)
+            if settings.service.require_tokens and not live:
+                click.echo(f"warning: {settings.service.tokens_file}: no live token; create one with "
+                           f"`sendcore token create --config {config} --scope submit,read`", err=True)
+        except (ValueError, OSError) as exc:
+            problems.append(f"service.tokens_file: {exc}")
+        if problems:
+            for p in problems:
+                click.echo(f"error: {p}", err=True)
+            sys.exit(EXIT_BAD_CONFIG)
+        s = settings.service
+        click.echo(f"ok: would listen on http://{host or s.host}:{s.port if port is None else port}, "
+                   f"journal {settings.journal.path or 'in memory'} (fsync {settings.journal.fsync}), "
+                   f"state in {s.state_dir}")
+        return
+    from .engine import Engine
+    from .service import serve as run_service
+    from .service.logs import setup_logging
+
+    setup_logging(log_format, log_level)
+    s = settings.service
+    try:
+        code = Engine.run(run_service(settings, host or s.host, s.port if port is None else port,
+                                      ready_file=ready_file))
+    except (SendcoreError, OSError) as exc:  # a bad plugin option, a journal held by another engine, a busy port
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(code)
+
+
+@main.group()
+def token() -> None:
+    """Create, list and revoke the service's bearer tokens ([service] tokens_file)."""
+
+
+def _token_store(config: str) -> Any:
+    from .errors import ConfigError
+    from .service.tokens import TokenStore
+    from .settings import Settings
+
+    try:
+        settings = Settings.from_toml(config)
+        return TokenStore(settings.service.tokens_file)
+    except (ConfigError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_CONFIG)
+
+
+_config_option = click.option("--config", "config", type=click.Path(dir_okay=False, path_type=str), required=True,
+                              help="The settings file whose [service] tokens_file holds the tokens.")
+
+
+@token.command("create")
+@_config_option
+@click.option("--scope", "scope", required=True, help="Comma-separated scopes: submit, read, admin.")
+@click.option("--name", default="", help="A name to list and revoke it by (default: its id).")
+def token_create(config: str, scope: str, name: str) -> None:
+    """Create a token and print it once; only its salted hash is stored."""
+    store = _token_store(config)
+    try:
+        secret, record = store.create([s.strip() for s in scope.split(",") if s.strip()], name)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(secret)
+    click.echo(f"token {record.name!r} ({record.id}) with scopes {', '.join(record.scopes)} stored in "
+               f"{store.path}; it is shown only now", err=True)
+
+
+@token.command("list")
+@_config_option
+def token_list(config: str) -> None:
+    """List the tokens: id, name, scopes, created, revoked (never a secret)."""
+    import time
+
+    store = _token_store(config)
+    for r in store.list():
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.created))
+        revoked = time.strftime("revoked %Y-%m-%d %H:%M", time.gmtime(r.revoked)) if r.revoked else "live"
+        click.echo(f"{r.id}  {r.name}  {','.join(r.scopes)}  created {when}  {revoked}")
+
+
+@token.command("revoke")
+@_config_option
+@click.argument("name_or_id")
+def token_revoke(config: str, name_or_id: str) -> None:
+    """Revoke the token with this id or name (a running service stops taking it within a second)."""
+    store = _token_store(config)
+    hits = store.revoke(name_or_id)
+    if not hits:
+        click.echo(f"error: no live token has the id or name {name_or_id!r}", err=True)
+        sys.exit(1)
+    for r in hits:
+        click.echo(f"revoked {r.id} ({r.name})")
 
 
 def _console() -> Any:

@@ -31,6 +31,7 @@ __all__ = [
     "QuietWindow",
     "RetrySettings",
     "RouteLimit",
+    "ServiceSettings",
     "Settings",
     "Spacing",
     "limit_problem",
@@ -408,6 +409,64 @@ class PluginSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     block: list[str] = []
 
 
+class ServiceSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``sendcore serve``: the HTTP service around one engine (see docs/service.md).
+
+    ``host``/``port``: where it listens (loopback by default). ``public_url``:
+    the base URL callers and webhooks use (``https://sendcore.example.com``),
+    needed by providers that sign the full URL (Twilio); empty means the URL
+    the request arrived on. ``state_dir`` holds the outcome log, in segments
+    of ``outcome_segment_bytes`` kept ``outcome_retention``. Tokens are
+    kept, as salted hashes, in ``tokens_file``; ``require_tokens = false``
+    opens every endpoint (for development only). ``open_metrics`` and
+    ``open_health`` serve ``/metrics`` and ``/healthz``/``/readyz`` without a
+    token. ``open_delivery_reports`` names providers whose webhooks are taken
+    without a token because their plugin checks a signature (``["twilio"]``).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8787
+    public_url: str = ""
+    state_dir: str = ".sendcore-service"
+    tokens_file: str = "sendcore-tokens.json"
+    require_tokens: bool = True
+    open_metrics: bool = False
+    open_health: bool = True
+    open_delivery_reports: list[str] = []
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_items: int = 10_000
+    max_line_size: int = 8190
+    max_field_size: int = 8190
+    token_rate: float = 50.0
+    token_burst: int = 100
+    retry_after: Duration = "1s"
+    shutdown_grace: Duration = "10s"
+    outcome_segment_bytes: int = 64 * 1024 * 1024
+    outcome_retention: Duration = "7d"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.port, int) or isinstance(self.port, bool) or not 0 <= self.port <= 65535:
+            raise ValueError(f"service.port: must be an integer from 0 to 65535, got {self.port!r}")
+        if self.public_url and not re.match(r"^https?://[^/\s]+", self.public_url):
+            raise ValueError(f"service.public_url: expected an http(s) base URL, got {self.public_url!r}")
+        self.public_url = self.public_url.rstrip("/")
+        for key, low in (("max_body_bytes", 1024), ("max_items", 1), ("max_line_size", 256),
+                         ("max_field_size", 256), ("token_burst", 1), ("outcome_segment_bytes", 4096)):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ValueError(f"service.{key}: must be an integer of at least {low}, got {v!r}")
+        if not isinstance(self.token_rate, (int, float)) or isinstance(self.token_rate, bool) \
+                or not 0 <= self.token_rate < math.inf:
+            raise ValueError("service.token_rate: must be a finite number >= 0 (0 = unlimited), "
+                             f"got {self.token_rate!r}")
+        self.retry_after = parse_duration(self.retry_after, "service.retry_after")
+        self.shutdown_grace = parse_duration(self.shutdown_grace, "service.shutdown_grace")
+        self.outcome_retention = parse_duration(self.outcome_retention, "service.outcome_retention")
+        for key in ("state_dir", "tokens_file"):
+            if not getattr(self, key):
+                raise ValueError(f"service.{key}: must name a path")
+
+
 _CHANNEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "sms": {"smart_sending_window": 24 * 3600.0, "quiet_hours": QuietWindow(start="20:00", end="11:00"),
             "max_segments": 10, "max_body_bytes": 64 * 1024},
@@ -436,6 +495,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     dispatch: DispatchSettings = msgspec.field(default_factory=DispatchSettings)
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
+    service: ServiceSettings = msgspec.field(default_factory=ServiceSettings)
 
     def __post_init__(self) -> None:
         _check_zone(self.default_timezone, "default_timezone")
