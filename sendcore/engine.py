@@ -412,6 +412,16 @@ class Engine:
         """True once ``close()`` finished."""
         return self._state is _CLOSED
 
+    @property
+    def started(self) -> bool:
+        """True once ``start()`` recovered the core (also after ``close()``: the core keeps answering)."""
+        return self._core is not None
+
+    @property
+    def failure(self) -> Union[BaseException, None]:
+        """The error that stopped the engine's scheduler or a batch's bookkeeping, or None while healthy."""
+        return self._failure
+
     def _require_core(self) -> Core:
         if self._core is None:
             raise RuntimeError("the engine is not started: use `async with Engine(...)` or `await engine.start()`")

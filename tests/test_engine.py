@@ -852,3 +852,17 @@ def test_engine_run_uses_uvloop_when_installed() -> None:
         assert module.startswith("asyncio")
     else:
         assert module.startswith("uvloop")
+
+
+def test_started_and_failure_tell_an_operator_the_engine_state(run: Any) -> None:
+    """``started`` once the core is recovered (still after close); ``failure`` None while healthy."""
+    engine = Engine(settings(), clock=VirtualClock(START), plugins=[ProvidersPlugin(Recorder())],
+                    load_entrypoints=False)
+    assert not engine.started and engine.failure is None
+
+    async def main() -> bool:
+        async with engine:
+            return engine.started
+
+    assert run(main()) is True
+    assert engine.started and engine.closed and engine.failure is None

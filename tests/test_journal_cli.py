@@ -242,3 +242,23 @@ def test_a_replay_that_diverges_on_a_tail_of_another_version_says_how_to_upgrade
     assert r.exit_code == 1 and "replay diverged" in r.output, r.output
     assert "written by sendcore 0.0.1" in r.output and "sendcore journal compact" in r.output
     assert "close(snapshot=True)" in r.output
+
+
+def test_a_changed_service_section_is_not_a_change_of_the_engine_rules(run: Any, tmp_path: Path) -> None:
+    """[service] (like [journal]) does not make another core: a restart with a new port replays as it is."""
+    path = tmp_path / "j"
+
+    def eng(port: int) -> Engine:
+        s = engine_settings(journal={"path": str(path)}, service={"port": port})
+        return Engine(s, clock=VirtualClock(START), plugins=[ProvidersPlugin(Recorder())], load_entrypoints=False)
+
+    async def first() -> None:
+        async with eng(8787) as engine:
+            await engine.submit([later(i) for i in range(3)])
+
+    async def second() -> tuple[Any, int]:
+        async with eng(9000) as engine:
+            return engine.journal.recovery["settings_changed"], engine.pending
+
+    run(first())
+    assert run(second()) == (False, 3)

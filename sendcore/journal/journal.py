@@ -156,14 +156,15 @@ def apply_frame(core: Any, frame: Frame) -> None:
 
 
 def _same_rules(a: tuple[bytes, list[ProviderSpec]], b: tuple[bytes, list[ProviderSpec]]) -> bool:
-    """Whether two (settings, providers) pairs make the same core: the ``[journal]`` section does not count."""
+    """Whether two (settings, providers) pairs make the same core: ``[journal]`` and ``[service]`` do not count."""
     if a == b:
         return True
     if a[1] != b[1]:
         return False
     da, db = msgspec.json.decode(a[0]), msgspec.json.decode(b[0])
-    da.pop("journal", None)
-    db.pop("journal", None)
+    for section in ("journal", "service"):
+        da.pop(section, None)
+        db.pop(section, None)
     return da == db
 
 
