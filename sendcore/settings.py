@@ -422,6 +422,8 @@ class ServiceSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ``open_health`` serve ``/metrics`` and ``/healthz``/``/readyz`` without a
     token. ``open_delivery_reports`` names providers whose webhooks are taken
     without a token because their plugin checks a signature (``["twilio"]``).
+    ``snapshot_on_stop``: a graceful stop writes a journal snapshot, so the
+    next start (of a newer sendcore too) replays nothing.
     """
 
     host: str = "127.0.0.1"
@@ -441,6 +443,7 @@ class ServiceSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     token_burst: int = 100
     retry_after: Duration = "1s"
     shutdown_grace: Duration = "10s"
+    snapshot_on_stop: bool = True
     outcome_segment_bytes: int = 64 * 1024 * 1024
     outcome_retention: Duration = "7d"
 

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 from sendcore.client import ApiError, Client
+from sendcore.journal import files
+from sendcore.journal.files import scan_segment
 from sendcore.service import TokenStore
 from tests.service_helpers import ROOT, ServeProcess, child_env, config_text, email
 
@@ -220,6 +222,10 @@ def test_sigterm_under_load_exits_0_and_loses_nothing_acknowledged(tmp_path):
     logged = [json.loads(x) for x in (tmp_path / "serve.log").read_text().splitlines() if x.startswith("{")]
     assert any(x["message"].startswith("stopping on SIGTERM") for x in logged)
     assert any(x["message"].startswith("stopped:") for x in logged)
+    # snapshot_on_stop: the stop left a snapshot covering every frame, so the restart replays none.
+    journal = tmp_path / "journal"
+    (snap_next, _), = files.snapshot_files(journal)
+    assert all(not scan_segment(p).frames for n, p in files.segment_files(journal) if n >= snap_next)
     again = ServeProcess(config)
     try:
         asyncio.run(_verify_after_restart(again.url, token, acked, []))

@@ -112,7 +112,10 @@ class Service:
         """Close the engine (in-flight calls finish or time out, journal fsynced), then the outcome log."""
         self.stopping.set()
         grace = float(self.settings.service.shutdown_grace) if grace is None else grace
-        await self.engine.close(grace=grace)
+        # A snapshot at a graceful stop: the next start replays nothing, so a stop, upgrade and start
+        # works whatever the new version decides differently (a journal's tail replays only with the
+        # version that wrote it).
+        await self.engine.close(grace=grace, snapshot=self.settings.service.snapshot_on_stop)
         if self.recorder is not None:
             await self.recorder.wait_closed()
         self.outcome_log.close()
