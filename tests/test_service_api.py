@@ -17,6 +17,7 @@ import sendcore_sandbox
 import sendcore_twilio
 from sendcore_twilio.signature import compute_signature
 
+from sendcore import Send
 from sendcore.service.logs import JsonFormatter, mask_path
 from sendcore.service.tokens import TokenStore
 from tests.service_helpers import auth, email, make_tokens, served, settings
@@ -610,3 +611,24 @@ def test_require_tokens_false_opens_every_endpoint(tmp_path, run):
             assert (await client.get("/metrics")).status == 200
 
     run(main())
+
+
+def test_status_and_metrics_reuse_a_stats_reading_for_twenty_times_its_cost(tmp_path, run):
+    """stats() walks every pending send: a reading is reused while younger than 20x its cost, then read again."""
+    s = settings(tmp_path)
+
+    async def main():
+        async with served(s) as (service, client):
+            later = time.time() + 3600
+            await service.engine.submit([msgspec.convert(email(i, send_at=later), type=Send) for i in range(3)])
+            first = service.stats()
+            assert first.pending == 3
+            service._stats_until = time.monotonic() + 60  # as if the reading had cost 3 s
+            await service.engine.submit([msgspec.convert(email(9, send_at=later), type=Send)])
+            reused = service.stats()
+            service._stats_until = 0.0  # its reuse window over
+            fresh = service.stats()
+            return first, reused, fresh
+
+    first, reused, fresh = run(main())
+    assert reused is first and fresh.pending == 4
