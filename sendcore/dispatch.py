@@ -119,7 +119,7 @@ class Dispatch:
                              f"{type(exc).__name__}: {exc}")
                 continue
             route.push(e.prio, e)
-            e.where = QUEUED
+            self.ledger.move(e, QUEUED)
             e.hold = None
             touched[id(route)] = route
         for route in touched.values():
@@ -236,8 +236,8 @@ class Dispatch:
                     shared.take(now, units)
                 route.day_count += units
                 route.sent_units += units
+                self.ledger.move_all(ok, QUEUED, IN_FLIGHT)
                 for e in ok:
-                    e.where = IN_FLIGHT
                     e.attempt += 1
                 reserve_many(ok, now, reservations)
                 taken.extend(ok)

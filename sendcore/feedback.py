@@ -154,7 +154,7 @@ class Feedback:
             route.blocked_until = until
             route.blocked_by = "rate_limited"
         e.attempt -= 1
-        e.where = QUEUED
+        self.ledger.move(e, QUEUED)
         route.push_front(e.prio, [e])
         self.ledger.event(Outcome(send_id=s.id, status=Status.DEFERRED, reason=Reason.RATE_LIMIT, at=now,
                             attempt=e.attempt, channel=s.channel, recipient=s.recipient,
@@ -179,7 +179,7 @@ class Feedback:
         if s.expires_at is not None and until >= s.expires_at:
             self.ledger.finish(e, Status.SKIPPED, Reason.EXPIRED, now, f"retry would pass expires_at ({detail})")
             return
-        e.where = SCHEDULED
+        self.ledger.move(e, SCHEDULED)
         e.due = until
         e.hold = "retry"
         self.wheel.insert(e.prio, until, e)

@@ -117,3 +117,49 @@ def test_a_route_never_exceeds_its_rate_and_stays_busy_with_a_backlog(rate, burs
         span = backlog[-1] - backlog[0]
         busy = (len(backlog) - 1) / rate  # the drain time of a route that never idles
         assert span <= busy / 0.99 + 1e-6
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sends=workloads(), answers=st.lists(RESULTS, min_size=1, max_size=30).map(lambda a: a + ["ok"]),
+       cancel=st.sets(st.integers(0, 59)), steps=st.lists(st.floats(min_value=0.5, max_value=DAY / 4), max_size=12),
+       latency=st.sampled_from((0.0, 2.0)))
+def test_the_counts_by_state_always_match_the_pending_sends(sends, answers, cancel, steps, latency):
+    """stats() reads counts the ledger keeps at every move; they equal a walk of the pending sends at every step.
+
+    Quiet hours, smart sending, caps and expiry defer and end sends; answers retry,
+    push back and fail them; cancels end them in the wheel and in route queues;
+    answers after a latency keep sends in flight between steps.
+    """
+    c = core('[[routes]]\nprovider = "sandbox"\nrate = 2\nburst = 2\n[retry]\nbase_delay = "30s"\nmax_attempts = 3\n'
+             '[[frequency_caps]]\nchannel = "sms"\nmax = 2\nwindow = "1d"\naction = "defer"\n'
+             '[[spacing]]\nafter = "sms"\nbefore = "email"\ngap = "1h"\n')
+    calls = iter(range(10**9))
+
+    def answer(s, a):
+        kind = answers[next(calls) % len(answers)]
+        return {"ok": Accepted(s.id), "temp": TemporaryFailure("t", "busy"),
+                "perm": PermanentFailure("p", "bad"), "limited": RateLimited(5.0)}[kind]
+
+    def check() -> None:
+        walked = c.ledger.recount()
+        st_ = c.stats()
+        assert (st_.scheduled, st_.queued, st_.in_flight) == tuple(walked[:3])
+        assert st_.scheduled + st_.queued + st_.in_flight == st_.pending == c.pending
+
+    c.submit(sends, T0 - 3600)
+    check()
+    p = InstantProvider(answer)
+    t = T0 - 3600
+    for i, dt in enumerate(steps):
+        end = drive(c, t + dt, p, start=t, latency=latency)
+        t = max(t + dt, end)
+        check()
+        ids = [s.id for s in sends if int(s.id[1:]) in cancel and int(s.id[1:]) % len(steps) == i]
+        c.cancel(t, ids=ids)
+        check()
+    drive(c, T0 + 10 * DAY, p, start=t)
+    check()
+    if latency == 0:
+        assert c.pending == 0
+    else:  # batches still answering when a step's drive ended are never answered: they stay in flight
+        assert c.pending == c.stats().in_flight

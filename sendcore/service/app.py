@@ -53,8 +53,8 @@ class Service:
         self._stats: Any = None
         self._stats_until = 0.0
 
-    #: ``stats()`` walks every pending send; a reading is reused for this many times what it cost,
-    #: so status pages and scrapes take at most about 1/20 of the loop, whatever the pending count.
+    #: A stats reading is reused for this many times what it cost, so status pages and scrapes take at
+    #: most about 1/20 of the loop (the engine keeps its counts, so a reading is cheap and stays fresh).
     STATS_REUSE = 20.0
 
     def stats(self) -> Any:

@@ -3,8 +3,8 @@
 Counts (pending by state, outcomes by status and reason, journal figures,
 route backlogs) come from ``Engine.stats()``, ``Engine.journal`` and the
 core's routes when ``/metrics`` is scraped, so they cost nothing between
-scrapes (``stats()`` is O(pending): ``Service.stats`` reuses a reading for
-20 times what it cost, which bounds scrapes to about 5% of the loop). Latencies are histograms fed as things
+scrapes (``Service.stats`` reuses a reading for 20 times what it cost, which
+bounds scrapes to about 5% of the loop whatever they cost). Latencies are histograms fed as things
 happen: provider calls and dispatch lateness by wrapping each provider's
 ``send`` (the engine exposes neither), HTTP requests by the middleware.
 Each service has its own registry, so several may run in one process (tests).
