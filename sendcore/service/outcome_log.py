@@ -119,11 +119,13 @@ class _Segment:
         return last_final
 
     def reader(self) -> int:
+        """A read-only descriptor of the segment file, opened on first use and kept."""
         if self.fd < 0:
             self.fd = os.open(self.path, os.O_RDONLY)
         return self.fd
 
     def close(self) -> None:
+        """Close the read descriptor, if open."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
