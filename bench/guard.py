@@ -434,10 +434,10 @@ class Guard:
         n = p.real_instant_size
         for loop in loops:
             self.say(f"real_clock engine {loop}: {n:,} sends due at one instant")
-            gc.collect()
-            w0 = time.perf_counter()
-            r = M.real_clock_instant(n, loop)
-            self.record("real_clock", f"instant_{loop}", {"n": n}, [time.perf_counter() - w0], r)
+            # In a fresh process: the guard's heap (other suites' caches) would slow the run's collector.
+            c = self.child(f"instant-{loop}", n)
+            r = c["info"]
+            self.record("real_clock", f"instant_{loop}", {"n": n}, [c["wall"]], {**r, "process": "child"})
             self.say(f"  lateness p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms  max {r['max_ms']:8.2f} ms"
                      f"  early {r['early']}  batches {r['batches']}")
             self.value(f"real_instant_p99_ms_{loop}", r["p99_ms"])

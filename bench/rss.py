@@ -13,6 +13,11 @@ Modes:
                 building, after submitting.
   e2e-core N    the SCENARIOS workload of N sends through core + drive.
   e2e-peer N    the same through the hand-rolled asyncio peer.
+  instant-asyncio N, instant-uvloop N
+                N sends due at one instant through the Engine on the real
+                clock (``measure.real_clock_instant``); the lateness figures
+                are in ``info``. Run here so the guard's own heap (its other
+                suites' caches) does not slow the cycle collector of the run.
 
 Peak RSS is the kernel's ``VmHWM``, reset after the workload is built, so
 it is the run's own peak over the process as it stood before the run.
@@ -32,12 +37,16 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Measure one MODE at size N; print a JSON object on the last line of stdout."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] not in ("hold", "e2e-core", "e2e-peer"):
-        print("usage: python -m bench.rss {hold|e2e-core|e2e-peer} N", file=sys.stderr)
+    modes = ("hold", "e2e-core", "e2e-peer", "instant-asyncio", "instant-uvloop")
+    if len(args) != 2 or args[0] not in modes:
+        print(f"usage: python -m bench.rss {{{'|'.join(modes)}}} N", file=sys.stderr)
         return 2
     mode, n = args[0], int(args[1])
     rss0 = M.rss_bytes()
-    if mode == "hold":
+    if mode.startswith("instant-"):
+        loop = mode.split("-", 1)[1]
+        make = lambda: lambda: M.real_clock_instant(n, loop)  # noqa: E731
+    elif mode == "hold":
         M.hold_sends(n)
         make = lambda: M.case_submit(n, "sends")  # noqa: E731
     elif mode == "e2e-core":
