@@ -72,7 +72,7 @@ ADMIT_CHUNK = 4096
 _MAX_REPORT_SLOWDOWN = 3600.0
 
 
-# The wheel's views of an entry, as module functions so a pickled wheel (a snapshot) names them.
+# How the wheel tells a live entry from a tombstone.
 def _scheduled(e: Entry) -> bool:
     """Popped from the wheel, the entry is still waiting there (not cancelled, ended or moved on)."""
     return e.where == SCHEDULED
@@ -178,7 +178,7 @@ class Core:
                                  self._guarded(lookup_carrier, lambda v: bool(v)), ledger, self.history,
                                  PolicyChain(self.policies, Stage.DISPATCH, QUEUED, verdicts, ledger))
         # An entry's ``due`` is the instant it is held until, so far buckets need not pair them.
-        self._wheel: PriorityWheel[Entry] = PriorityWheel(operator.attrgetter("due"), live=_scheduled, held=_not_dead)
+        self._wheel: PriorityWheel[Entry] = PriorityWheel(operator.attrgetter("due"))
         #: What providers answered, applied: sent, retries, pushbacks, failures (R18).
         self.feedback = Feedback(ledger, self.dispatch, self._wheel, self._slot, settings.retry,
                                  self.error_segment, self.suppression)
@@ -476,7 +476,7 @@ class Core:
                     self._wheel.discarded()
                 cancelled.append(e.send.id)
                 self.ledger.finish(e, Status.CANCELLED, Reason.CANCELLED, now)
-        self._wheel.compact(len(self.ledger.pending))
+        self._wheel.compact(len(self.ledger.pending), _not_dead)
         return CancelReport(cancelled=cancelled, too_late=too_late, unknown=unknown)
 
     # ------------------------------------------------------------------ suppression & reports
@@ -573,7 +573,7 @@ class Core:
             self._now = now
         now = self._now
         self.ledger.expire(now)
-        live = self._wheel.pop_live(now, ADMIT_CHUNK)
+        live = self._wheel.pop_live(now, _scheduled, ADMIT_CHUNK)
         if live:
             live = self._admit.run(live, now)
             if live:
@@ -678,7 +678,6 @@ class Core:
                 setattr(getattr(self, stage) if stage else self, attr, state[key])
         # The wheel and the feedback stage share the wheel object: point feedback at the imported one.
         self.feedback.wheel = self._wheel
-        self._wheel.set_views(_scheduled, _not_dead)  # a wheel pickled before it owned its tombstones
         self.ledger.by_where = self.ledger.recount()  # derived, so not in snapshots
         self.ledger.outcomes = list(state.get("outcomes", ()))
         self.ledger.by_provider_id = None  # rebuilt from the finished outcomes when a report needs it

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any, Awaitable, Coroutine, Iterable, Mapping, 
 import msgspec
 
 from .clock import RealClock, call_at
-from .core import Checked, Core
-from .ledger import storable_id
-from .errors import DeliveryReportError, PendingLimitError
 from .assembly import assemble
+from .core import Checked, Core
+from .errors import DeliveryReportError, PendingLimitError
+from .ledger import storable_id
 from .plugins import PluginHost
 from .provider import DeliveryReport, ProviderSpec
 from .results import shape_problem, storable
@@ -533,15 +533,15 @@ class Engine:
             for i, sid in enumerate(ids):
                 if type(sid) is not str:
                     raise ValueError(f"ids[{i}]: expected a string, got {type(sid).__name__}")
-            if not all(map(storable_id, ids)):
-                # Text no send can carry (a lone surrogate: submit refuses it) names no send:
-                # unknown, and kept out of the journal, which stores text as UTF-8.
-                unnamed = [sid for sid in ids if not storable_id(sid)]
+            # Text no send can carry (a lone surrogate: submit refuses it) names no send:
+            # unknown, and kept out of the journal, which stores text as UTF-8.
+            unnamed = [sid for sid in ids if not storable_id(sid)]
+            if unnamed:
                 ids = [sid for sid in ids if storable_id(sid)]
         for name, value in (("recipient", recipient), ("origin_id", origin_id)):
             if value is not None and type(value) is not str:
                 raise ValueError(f"{name}: expected a string, got {type(value).__name__}")
-        if any(v is not None and not storable_id(v) for v in (recipient, origin_id)):
+        if not all(v is None or storable_id(v) for v in (recipient, origin_id)):
             # A bulk cancel matches sends with that recipient and origin id: none can carry such text.
             recipient = origin_id = None
             if not ids:
@@ -882,8 +882,7 @@ class Engine:
                     # Yield once before recording: when the scheduler just started many
                     # batches, every provider call gets under way before the first
                     # answer is recorded (recording a large batch takes a while).
-                    if len(self._tasks) > 1:
-                        await asyncio.sleep(0)
+                    await asyncio.sleep(0)
                 finally:
                     timer.cancel()
                     if wall is not None:

@@ -99,9 +99,9 @@ class Ledger:
         self.events: dict[Status, int] = {}
         self.errors = 0  # policies, hooks and answers that raised (stats().errors)
         self.unknown_reports = 0
-        #: Pending entries by where they wait (indexed by SCHEDULED, QUEUED, IN_FLIGHT; the last slot
-        #: absorbs DEAD), kept by ``add``, ``move`` and the finishes: stats without a walk.
-        self.by_where = [0, 0, 0, 0]
+        #: Pending entries by where they wait (indexed by SCHEDULED, QUEUED, IN_FLIGHT), kept by
+        #: ``add``, ``move`` and the finishes: stats without a walk.
+        self.by_where = [0, 0, 0]
 
     # States. An entry moves SCHEDULED -> QUEUED -> IN_FLIGHT and back (a deferral, a retry, a pushback,
     # a requeue at recovery), and ends DEAD from any of them; every move goes through ``move`` or a finish.
@@ -123,7 +123,7 @@ class Ledger:
 
     def recount(self) -> list[int]:
         """Count the pending entries by where they wait, by walking them (for import and for tests)."""
-        c = [0, 0, 0, 0]
+        c = [0, 0, 0]
         for e in self.pending.values():
             c[e.where] += 1
         return c

@@ -24,8 +24,7 @@ RESULT_NAMES = "Accepted, TemporaryFailure, PermanentFailure or RateLimited"
 
 _STORED = (*RESULT_TYPES, InvalidResult)
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(list[Union[Accepted, TemporaryFailure, PermanentFailure, RateLimited,
-                                              InvalidResult]])
+_decoder = msgspec.msgpack.Decoder(list[Union[_STORED]])  # type: ignore[valid-type]
 _CODEC_ERRORS = (msgspec.MsgspecError, TypeError, ValueError, OverflowError)
 
 

@@ -239,23 +239,18 @@ class PriorityWheel(Generic[T]):
     ``next_due`` for P distinct priorities in use (a handful).
     """
 
-    __slots__ = ("_wheels", "_order", "_due_of", "_live", "_held", "dead")
+    __slots__ = ("_wheels", "_order", "_due_of", "dead")
 
-    def __init__(self, due_of: Callable[[T], float] | None = None, *,
-                 live: Callable[[T], bool] | None = None, held: Callable[[T], bool] | None = None) -> None:
+    def __init__(self, due_of: Callable[[T], float] | None = None) -> None:
         self._wheels: dict[int, TimingWheel[T]] = {}
         self._order: list[int] = []
         self._due_of = due_of
-        #: ``live(item)``: the item should still leave when popped (``pop_live`` keeps only those).
-        self._live = live
-        #: ``held(item)``: the item must stay held (``compact`` drops the others).
-        self._held = held
         #: Items known dead but still held (tombstones), as counted by ``discarded``.
         self.dead = 0
 
     def __setstate__(self, state: Any) -> None:
         # Wheels pickled by older versions lack the later slots.
-        self._due_of = self._live = self._held = None
+        self._due_of = None
         self.dead = 0
         for key, value in (state[1] if isinstance(state, tuple) else state).items():
             setattr(self, key, value)
@@ -317,39 +312,34 @@ class PriorityWheel(Generic[T]):
                     out = got
         return out
 
-    def pop_live(self, now: float, limit: int = 0) -> list[T]:
+    def pop_live(self, now: float, live: Callable[[T], bool], limit: int = 0) -> list[T]:
         """``pop_due``, keeping only the items ``live`` accepts; the others leave the tombstone count.
 
         ``limit`` counts every item taken out, dead ones too, exactly as
         ``pop_due`` does.
         """
         due = self.pop_due(now, limit)
-        live = self._live
-        if not due or live is None:
+        if not due:
             return due
         kept = [x for x in due if live(x)]
         if len(kept) != len(due):
             self.dead = max(0, self.dead - (len(due) - len(kept)))
         return kept
 
-    def set_views(self, live: Callable[[T], bool] | None, held: Callable[[T], bool] | None) -> None:
-        """Set ``live`` and ``held`` (see ``__init__``): for a wheel loaded from a pickle that predates them."""
-        self._live, self._held = live, held
-
     def discarded(self, n: int = 1) -> None:
         """``n`` held items were ended by their owner: counted until popped or compacted."""
         self.dead += n
 
-    def compact(self, alive_total: int) -> int:
-        """Drop the dead items once there are more than 10,000 and more than half of ``alive_total``.
+    def compact(self, alive_total: int, held: Callable[[T], bool]) -> int:
+        """Keep only the items ``held`` accepts, once more than 10,000 are dead and more than half ``alive_total``.
 
         ``alive_total`` is how many items the owner still holds anywhere (the
         core passes its pending count). Returns how many were dropped (0 when
         not yet worth a pass over every bucket).
         """
-        if self.dead > 10_000 and self.dead * 2 > alive_total and self._held is not None:
+        if self.dead > 10_000 and self.dead * 2 > alive_total:
             self.dead = 0
-            return self.prune(self._held)
+            return self.prune(held)
         return 0
 
     def items(self) -> Iterator[Any]:

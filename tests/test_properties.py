@@ -143,7 +143,7 @@ def test_the_counts_by_state_always_match_the_pending_sends(sends, answers, canc
     def check() -> None:
         walked = c.ledger.recount()
         st_ = c.stats()
-        assert (st_.scheduled, st_.queued, st_.in_flight) == tuple(walked[:3])
+        assert [st_.scheduled, st_.queued, st_.in_flight] == walked
         assert st_.scheduled + st_.queued + st_.in_flight == st_.pending == c.pending
 
     c.submit(sends, T0 - 3600)

@@ -173,23 +173,23 @@ def _not_dead(x: _Item) -> bool:
 
 def test_the_wheel_counts_its_tombstones_drops_them_on_pop_and_compacts_when_they_pile_up():
     """Lazy cancels owned by the wheel: the pop limit counts dead items; compaction waits for >10k and >half."""
-    w = PriorityWheel(operator.attrgetter("due"), live=_waiting, held=_not_dead)
+    w = PriorityWheel(operator.attrgetter("due"))
     items = [_Item(f"i{k}", 10.0 + k * 1e-6) for k in range(30_000)]
     for x in items:
         w.insert(0, x.due, x)
     for x in items[:9_000]:
         x.state = "dead"
     w.discarded(9_000)
-    assert w.compact(alive_total=21_000) == 0 and w.dead == 9_000  # not more than 10,000 yet
+    assert w.compact(21_000, _not_dead) == 0 and w.dead == 9_000  # not more than 10,000 yet
     for x in items[9_000:25_000]:
         x.state = "dead"
     w.discarded(16_000)
-    assert w.compact(alive_total=100_000) == 0  # more than 10,000 but not half of what is held
-    got = w.pop_live(11.0, limit=4096)
+    assert w.compact(100_000, _not_dead) == 0  # more than 10,000 but not half of what is held
+    got = w.pop_live(11.0, _waiting, limit=4096)
     assert got == [] and w.dead == 25_000 - 4096  # the limit counted the dead ones, which left the count
-    assert w.compact(alive_total=5_000) == 25_000 - 4096 and w.dead == 0
+    assert w.compact(5_000, _not_dead) == 25_000 - 4096 and w.dead == 0
     assert len(w) == 5_000
-    rest = w.pop_live(11.0)
+    rest = w.pop_live(11.0, _waiting)
     assert [x.name for x in rest] == [f"i{k}" for k in range(25_000, 30_000)]
 
 
@@ -199,15 +199,14 @@ def test_a_wheel_pickled_before_it_counted_tombstones_loads_with_none():
     w = PriorityWheel(operator.attrgetter("due"))
     w.insert(0, 5.0, _Item("a", 5.0))
     old = pickle.loads(pickle.dumps(w))
-    for slot in ("_live", "_held", "dead"):
-        object.__delattr__(old, slot)
+    object.__delattr__(old, "dead")
     again = pickle.loads(pickle.dumps(old))
-    assert again.dead == 0 and again._live is None
-    assert [x.name for x in again.pop_live(6.0)] == ["a"]
+    assert again.dead == 0
+    assert [x.name for x in again.pop_live(6.0, _waiting)] == ["a"]
 
 
 def test_a_core_state_from_before_the_wheel_owned_its_tombstones_imports_and_skips_the_cancelled():
-    """A snapshot's wheel without ``live``/``held`` (older versions) gets them back on import: dead entries stay out."""
+    """A snapshot's wheel without a tombstone count (older versions) imports, and cancelled entries stay out."""
     import pickle
 
     from sendcore.send import Accepted
@@ -219,8 +218,7 @@ def test_a_core_state_from_before_the_wheel_owned_its_tombstones_imports_and_ski
     a.submit([send(f"s{i}", origin="transactional", send_at=t + 60) for i in range(3)], t)
     assert a.cancel(t, ids=["s1"]).cancelled == ["s1"]
     state = pickle.loads(pickle.dumps(a.export_state()))
-    for slot in ("_live", "_held", "dead"):
-        object.__delattr__(state["_wheel"], slot)
+    object.__delattr__(state["_wheel"], "dead")
     old = pickle.loads(pickle.dumps(state))
     assert old["_dead_in_wheel"] == 1
     b = core()

@@ -363,14 +363,10 @@ def _all_blocked(me: Union[asyncio.Task[Any], None]) -> bool:
     A task with no ``_fut_waiter`` has a step scheduled (just created, or
     after a bare yield); one whose waiter is done is about to wake.
     """
-    if _ALL_TASKS is not None:
-        tasks = _task_refs()
-    else:
-        tasks = [weakref.ref(t) for t in asyncio.all_tasks()]
+    tasks = asyncio.all_tasks() if _ALL_TASKS is None else [t for r in _task_refs() if (t := r()) is not None]
     loop = None
-    for ref in tasks:
-        task = ref()
-        if task is None or task is me or task.done():
+    for task in tasks:
+        if task is me or task.done():
             continue
         waiter = task._fut_waiter  # type: ignore[attr-defined]
         if waiter is None or waiter.done():
