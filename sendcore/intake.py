@@ -337,7 +337,9 @@ class Intake:
                     raise InputError(repr(odd), f"unknown key (a send's keys are strings: "
                                      f"{', '.join(Send.__struct_fields__)})") from None
                 field = msg.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in msg else "send"
-                raise InputError(field, msg) from None
+                # msgspec's "Expected `str`, got `int` - at `$.to`" as "expected str, got int".
+                plain = msg.split(" - at `$", 1)[0].replace("`", "")
+                raise InputError(field, plain[:1].lower() + plain[1:]) from None
         if isinstance(item, Send):
             return item
         raise InputError("send", f"expected a sendcore.Send or a dict, got {type(item).__name__}")

@@ -72,8 +72,8 @@ def test_a_mixed_batch_accepts_the_good_items_and_names_the_field_of_each_bad_on
             assert (answer["accepted"], answer["duplicates"], answer["rejected"]) == (2, 1, 5)
             reasons = [i.get("reason", "") for i in items]
             assert reasons[1].startswith("to: expected str, got int")
-            assert reasons[2] == "channel: required field missing"
-            assert reasons[3] == "colour: unknown field"
+            assert reasons[2] == "channel: required, missing"
+            assert reasons[3].startswith("colour: unknown key; a send's keys are id, recipient, channel")
             assert reasons[4].startswith("id: duplicate")
             assert reasons[5].startswith("to:")
             assert reasons[7].startswith("origin:")

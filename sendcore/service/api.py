@@ -146,7 +146,8 @@ class _Api:
                                                  "bytes ([service] max_body_bytes)") from None
 
     def _items(self, request: web.Request, body: bytes) -> tuple[list[Any], int]:
-        """The items of a submit body: (decoded Sends, or (raw, reason) pairs for bad ones; count)."""
+        """The items of a submit body: (Sends, plain JSON values the engine's intake will check and name, or
+        (raw, reason) pairs for lines that are not JSON; count)."""
         ctype = request.content_type
         if ctype in ("application/x-ndjson", "application/jsonl", "application/ndjson"):
             raws: list[bytes] = [line for line in body.split(b"\n") if line.strip()]
@@ -171,8 +172,9 @@ class _Api:
         for raw in raws:
             try:
                 out.append(_decode_send(raw))
-            except msgspec.ValidationError as exc:
-                out.append((raw, field_error(exc)[1]))
+            except msgspec.ValidationError:
+                # The engine's own intake checks it and names the field, as for any dict submitted.
+                out.append(_decode_any(raw))
             except msgspec.DecodeError as exc:
                 out.append((raw, f"body: line is not valid JSON ({exc})" if ndjson else f"body: {exc}"))
         return out, len(out)
@@ -186,10 +188,10 @@ class _Api:
             raise ProblemError("body-too-large", f"body: {len(items):,} items, over the limit of {limit:,} "
                                                  "([service] max_items); split the batch")
         results: list[Union[ItemResult, None]] = [None] * len(items)
-        sends: list[Send] = []
+        sends: list[Any] = []  # Sends, and the values that did not decode as one (intake names why)
         where: list[int] = []
         for i, item in enumerate(items):
-            if type(item) is tuple:
+            if type(item) is tuple:  # a line that is not JSON at all
                 raw, reason = item
                 results[i] = ItemResult(index=i, id=_id_of(raw), status="rejected", reason=reason)
             else:
@@ -218,7 +220,7 @@ class _Api:
                     i = where[index]
                 else:  # rejected at accept time (index -1): find it by id
                     if by_id is None:
-                        by_id = {s.id: where[k] for k, s in enumerate(sends)}
+                        by_id = {s.id: where[k] for k, s in enumerate(sends) if type(s) is Send}
                     i = by_id.get(rj.id or "", -1)
                     if i < 0:
                         continue
