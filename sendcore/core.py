@@ -40,6 +40,7 @@ from .policies.spacing import Spacing
 from .policies.suppression import Suppression
 from .provider import DeliveryReport, ProviderSpec, spec_of
 from .routes import Route, limits_for
+from .rows import PendingRows
 from .send import (
     ORIGIN_PRIORITY,
     Batch,
@@ -55,7 +56,7 @@ from .send import (
     SubmitReport,
 )
 from .settings import Settings
-from .wheel import PriorityWheel
+from .wheel import SPAN, PriorityWheel
 
 # Snapshots written before the stages had modules of their own pickled these by their old names.
 _ProviderState, _InFlight = ProviderState, InFlight
@@ -72,15 +73,16 @@ ADMIT_CHUNK = 4096
 _MAX_REPORT_SLOWDOWN = 3600.0
 
 
-# How the wheel tells a live entry from a tombstone.
-def _scheduled(e: Entry) -> bool:
+# How the wheel tells a live entry from a tombstone. A row number (an int, see rows.py) is kept either
+# way: the pending store says what became of its row.
+def _scheduled(e: Union[Entry, int]) -> bool:
     """Popped from the wheel, the entry is still waiting there (not cancelled, ended or moved on)."""
-    return e.where == SCHEDULED
+    return type(e) is int or e.where == SCHEDULED  # type: ignore[union-attr]
 
 
-def _not_dead(e: Entry) -> bool:
+def _not_dead(e: Union[Entry, int]) -> bool:
     """The entry still belongs in the wheel when it is compacted."""
-    return e.where != DEAD
+    return type(e) is int or e.where != DEAD  # type: ignore[union-attr]
 
 
 class Checked:
@@ -190,8 +192,20 @@ class Core:
     # Names the tests and tools of earlier versions read (the state lives in the stages).
 
     @property
+    def _rows(self) -> PendingRows:
+        return self.ledger.rows
+
+    @property
     def _pending(self) -> dict[str, Entry]:
-        return self.ledger.pending
+        """Every pending entry by id; sends held as rows appear as entries decoded afresh (for tests and tools)."""
+        rows = self._rows
+        if not rows.live:
+            return self.ledger.pending
+        out = dict(self.ledger.pending)
+        for row in rows.rows():
+            s = rows.send_of(row)
+            out[s.id] = Entry(send=s, due=rows.due[row], prio=rows.prio[row], locale=rows.locale_of(row))
+        return out
 
     @property
     def _finished(self) -> dict[str, Outcome]:
@@ -223,7 +237,7 @@ class Core:
     @property
     def pending(self) -> int:
         """Sends accepted and not yet final (scheduled, queued or in flight)."""
-        return len(self.ledger.pending)
+        return len(self.ledger.pending) + self._rows.live
 
     @property
     def in_flight(self) -> int:
@@ -256,6 +270,9 @@ class Core:
         In-flight batches do not count: their ``record`` call wakes the core.
         """
         best = self._wheel.next_due()
+        far = self._rows.far_keys
+        if far and (best is None or far[0] * SPAN < best):
+            best = far[0] * SPAN
         ready = self.dispatch.next_ready_at()
         if ready is not None and (best is None or ready < best):
             best = ready
@@ -265,8 +282,8 @@ class Core:
         """A frozen snapshot of counts. O(1) in the pending sends (the ledger keeps their counts by state)."""
         where = self.ledger.by_where
         return Stats(
-            pending=len(self.ledger.pending),
-            scheduled=where[SCHEDULED],
+            pending=len(self.ledger.pending) + self._rows.live,
+            scheduled=where[SCHEDULED] + self._rows.live,
             queued=where[QUEUED],
             in_flight=where[IN_FLIGHT],
             submitted=self._submitted,
@@ -280,6 +297,11 @@ class Core:
 
     def explain(self, send_id: str) -> Optional[Explanation]:
         """Where a send waits, which rule holds it and when it may leave (R20b); None if unknown."""
+        rows = self._rows
+        if rows.live and send_id not in self.ledger.pending:
+            row = rows.find(send_id)
+            if row >= 0:
+                return Explanation(send_id=send_id, state="scheduled", rule="send_at", earliest=rows.due[row])
         return explain(self.ledger, self.dispatch, send_id, self._now)
 
     # ------------------------------------------------------------------ submit
@@ -345,7 +367,7 @@ class Core:
         ``accept``, so the core never acts on a submit that is not on disk.
         Raises ``PendingLimitError`` like ``submit``.
         """
-        pending, finished = self.ledger.pending, self.ledger.finished
+        pending, finished, rows = self.ledger.pending, self.ledger.finished, self._rows
         rejected: list[Rejection] = []
         ok: list[tuple[Send, float, Optional[str]]] = []
         seen: set[str] = set()
@@ -359,7 +381,7 @@ class Core:
                 rejected.append(Rejection(i, sid if isinstance(sid, str) else None, str(exc)))
                 continue
             sid = s.id
-            if sid in pending or sid in seen:
+            if sid in pending or sid in seen or sid in rows:
                 rejected.append(Rejection(i, sid, "id: duplicate of a pending send"))
                 continue
             if sid in finished:
@@ -367,8 +389,9 @@ class Core:
                 continue
             seen.add(sid)
             ok.append((s, due, late))
-        if len(pending) + len(ok) > self._max_pending:
-            raise PendingLimitError(len(pending), len(ok), self._max_pending)
+        held = len(pending) + rows.live
+        if held + len(ok) > self._max_pending:
+            raise PendingLimitError(held, len(ok), self._max_pending)
         return Checked(ok, rejected, [i for i, (_, _, late) in enumerate(ok) if late == "skip"], epoch=self._epoch)
 
     def accept(self, checked: Checked, now: float) -> SubmitReport:
@@ -381,7 +404,7 @@ class Core:
         if now > self._now:
             self._now = now
         now = self._now
-        pending, finished = self.ledger.pending, self.ledger.finished
+        pending, finished, rows = self.ledger.pending, self.ledger.finished, self._rows
         rejected = list(checked.rejected)
         ok = checked.sends
         skip = set(checked.skip) if checked.skip else ()
@@ -390,8 +413,8 @@ class Core:
             kept = []
             for i, item in enumerate(ok):
                 sid = item[0].id
-                if sid in pending or sid in finished:
-                    what = "a pending send" if sid in pending else f"a send finished as {finished[sid].status.value}"
+                if sid in pending or sid in finished or sid in rows:
+                    what = "a pending send" if sid not in finished else f"a send finished as {finished[sid].status.value}"
                     rejected.append(Rejection(-1, sid, f"id: duplicate of {what}"))
                 elif i in skip:
                     kept.append((item[0], item[1], "skip"))
@@ -400,8 +423,9 @@ class Core:
             ok = kept
         elif skip:
             ok = [(s, due, "skip" if i in skip else None) for i, (s, due, _) in enumerate(ok)]
-        if len(pending) + len(ok) > self._max_pending:
-            raise PendingLimitError(len(pending), len(ok), self._max_pending)
+        held = len(pending) + rows.live
+        if held + len(ok) > self._max_pending:
+            raise PendingLimitError(held, len(ok), self._max_pending)
         checked.recheck = True  # a second accept of the same check must see its own sends as duplicates
         self._epoch += 1
         self._submitted += len(ok)
@@ -411,12 +435,21 @@ class Core:
         add = self.ledger.add
         prio_of = ORIGIN_PRIORITY
         slots = self._slot
+        # Sends due past the 64 s slot the clock is in wait as rows (rows.py) until their slot comes.
+        current = max(rows.slot, int(now // SPAN))
+        hold = rows.add
         for s, due, late in ok:
             prio = s.priority if s.priority is not None else prio_of[s.origin]
             slot = slots[s.origin]
             if slot and due > now:
                 due = slot_up(due, slot)
-            e = Entry(send=s, due=due, prio=prio, locale=resolve(s))
+            if due // SPAN > current and late is None:
+                loc = resolve(s)
+                if hold(s, due, prio, loc) >= 0:
+                    continue
+                e = Entry(send=s, due=due, prio=prio, locale=loc)
+            else:
+                e = Entry(send=s, due=due, prio=prio, locale=resolve(s))
             add(e)
             if late == "skip":
                 self.ledger.finish(e, Status.SKIPPED, Reason.LATE_LOCAL, now, "local_send_at already past")
@@ -444,16 +477,21 @@ class Core:
         cancelled: list[str] = []
         too_late: list[str] = []
         unknown: list[str] = []
-        targets: list[Entry] = []
+        targets: list[Union[Entry, int]] = []  # entries, and rows of the pending store (rows.py)
+        rows = self._rows
         if ids is not None:
             if isinstance(ids, str):
                 ids = [ids]
             for sid in ids:
                 e = self.ledger.pending.get(sid)
-                if e is None:
-                    (too_late if sid in self.ledger.finished else unknown).append(sid)
-                else:
+                if e is not None:
                     targets.append(e)
+                    continue
+                row = rows.find(sid) if rows.live and type(sid) is str else -1
+                if row >= 0:
+                    targets.append(row)
+                else:
+                    (too_late if sid in self.ledger.finished else unknown).append(sid)
         if recipient is not None or origin_id is not None:
             if recipient is not None:
                 pool = self.ledger.of_recipient(recipient)
@@ -468,7 +506,28 @@ class Core:
                 if origin_id is not None and s.origin_id != origin_id:
                     continue
                 targets.append(e)
+            if rows.live:
+                if recipient is not None:
+                    found = rows.of_recipient(recipient)
+                    if origin_id is not None:
+                        found = [r for r in found if rows.send_of(r).origin_id == origin_id]
+                else:
+                    found = rows.of_origin(origin_id)  # type: ignore[arg-type]
+                targets.extend(found)
+        taken: set[int] = set()
         for e in targets:
+            if type(e) is int:
+                if e in taken:
+                    continue
+                taken.add(e)
+                # Out of the store and into the ledger, to end there like any entry; the row's number is a
+                # tombstone where it waits (rows.py), not in the wheel's count.
+                s, due, prio, loc = rows.take(e)
+                e = Entry(send=s, due=due, prio=prio, locale=loc)
+                self.ledger.add(e)
+                cancelled.append(s.id)
+                self.ledger.finish(e, Status.CANCELLED, Reason.CANCELLED, now)
+                continue
             if e.where == IN_FLIGHT:
                 too_late.append(e.send.id)
             elif e.where != DEAD:
@@ -477,6 +536,7 @@ class Core:
                 cancelled.append(e.send.id)
                 self.ledger.finish(e, Status.CANCELLED, Reason.CANCELLED, now)
         self._wheel.compact(len(self.ledger.pending), _not_dead)
+        rows.compact()
         return CancelReport(cancelled=cancelled, too_late=too_late, unknown=unknown)
 
     # ------------------------------------------------------------------ suppression & reports
@@ -573,12 +633,32 @@ class Core:
             self._now = now
         now = self._now
         self.ledger.expire(now)
+        rows = self._rows
+        if rows.far_keys and rows.far_keys[0] <= now // SPAN:
+            rows.cascade(now, self._wheel)
         live = self._wheel.pop_live(now, _scheduled, ADMIT_CHUNK)
+        if rows.near and live:
+            live = self._from_rows(live)
         if live:
             live = self._admit.run(live, now)
             if live:
                 self.dispatch.enqueue(live, now)
         return self.dispatch.dispatch_ready(now)
+
+    def _from_rows(self, popped: list[Any]) -> list[Entry]:
+        """Popped from the wheel: each row number becomes the entry of its send (dropped if it was cancelled)."""
+        out: list[Entry] = []
+        pop, add = self._rows.pop, self.ledger.add
+        for x in popped:
+            if type(x) is int:
+                got = pop(x)
+                if got is None:
+                    continue
+                s, due, prio, loc = got
+                x = Entry(send=s, due=due, prio=prio, locale=loc)
+                add(x)
+            out.append(x)
+        return out
 
     # ------------------------------------------------------------------ record
 
@@ -646,7 +726,7 @@ class Core:
         "_by_origin": ("ledger", "by_origin"), "_origin_live": ("ledger", "origin_live"), "_now": ("", "_now"),
         "_submitted": ("", "_submitted"), "_rejected": ("", "_rejected"), "_final": ("ledger", "final"),
         "_reasons": ("ledger", "reasons"), "_events": ("ledger", "events"), "_epoch": ("", "_epoch"),
-        "_sent_meta": ("ledger", "sent_meta"), "_pushbacks": ("ledger", "pushbacks"),
+        "_sent_meta": ("ledger", "sent_meta"), "_pushbacks": ("ledger", "pushbacks"), "_rows": ("ledger", "rows"),
     }
 
     def export_state(self) -> dict[str, Any]:
@@ -678,7 +758,9 @@ class Core:
                 setattr(getattr(self, stage) if stage else self, attr, state[key])
         # The wheel and the feedback stage share the wheel object: point feedback at the imported one.
         self.feedback.wheel = self._wheel
-        self.ledger.by_where = self.ledger.recount()  # derived, so not in snapshots
+        counts = self.ledger.recount()  # derived, so not in snapshots
+        counts[SCHEDULED] -= self.ledger.rows.live  # the rows are counted apart (stats adds them)
+        self.ledger.by_where = counts
         self.ledger.outcomes = list(state.get("outcomes", ()))
         self.ledger.by_provider_id = None  # rebuilt from the finished outcomes when a report needs it
         old_providers: dict[str, ProviderState] = state["providers"]

@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence, Union
 import msgspec
 
 from .locale_types import Locale
+from .rows import PendingRows
 from .send import Accepted, Outcome, Reason, Send, Status
 
 __all__ = ["DEAD", "Entry", "IN_FLIGHT", "Ledger", "QUEUED", "SCHEDULED", "storable_id"]
@@ -76,6 +77,9 @@ class Ledger:
         self.retention = retention
         self.retention_max = retention_max
         self.pending: dict[str, Entry] = {}
+        #: Sends due past the current 64 s slot, held as rows of columns until their slot comes (rows.py);
+        #: not in ``pending`` nor the indexes, and counted as scheduled.
+        self.rows = PendingRows()
         self.by_recipient: dict[str, Union[Entry, list[Entry]]] = {}
         self.by_origin: dict[str, list[Entry]] = {}
         self.origin_live: dict[str, int] = {}
@@ -126,6 +130,7 @@ class Ledger:
         c = [0, 0, 0]
         for e in self.pending.values():
             c[e.where] += 1
+        c[SCHEDULED] += sum(1 for _ in self.rows.rows())
         return c
 
     # Entries

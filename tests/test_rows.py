@@ -1,0 +1,360 @@
+"""The compact pending store (sendcore/rows.py): sends due past the current 64 s slot held as rows of columns."""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from sendcore.rows import FAR, FREE, GONE_NEAR, NEAR, PendingRows
+from sendcore.send import Accepted, Origin, Send, Status
+from sendcore.testing.simulate import InstantProvider, drive
+from sendcore.wheel import SPAN, PriorityWheel
+
+from .helpers import PARIS, at, core, finals, send
+
+T0 = at(PARIS, 2027, 1, 13, 12, 0)
+HOUR = 3600.0
+
+
+def _collision() -> tuple[str, str]:
+    """Two ids with the same CRC-32 (the id index's key), found by the birthday bound in ~100k tries."""
+    seen: dict[int, str] = {}
+    i = 0
+    while True:
+        sid = f"c-{i}"
+        h = zlib.crc32(sid.encode())
+        if h in seen:
+            return seen[h], sid
+        seen[h] = sid
+        i += 1
+
+
+def _in_rows(c: Any, sid: str) -> bool:
+    return sid not in c.ledger.pending and c._rows.find(sid) >= 0
+
+
+# ---------------------------------------------------------------------------- the store itself
+
+
+def test_a_send_comes_back_equal_from_either_encoding() -> None:
+    """The positional blob (common fields only) and the full map (rarer fields set) both decode to an equal Send."""
+    rows = PendingRows()
+    plain = send("a", send_at=T0 + HOUR, body="Your code", expires_at=T0 + 2 * HOUR, origin_id="cart")
+    rare = send("b", send_at=T0 + HOUR, body="Sale ☕", tags=("vip", "fr"), priority=4, sender="ACME",
+                timezone="Europe/Paris", metadata={"k": [1, 2.5, "x", None, True], "n": {"a": 1}},
+                smart_sending=False, quiet_hours=False, carrier="orange", provider="sandbox")
+    empty_body = send("c", send_at=T0 + HOUR, body="")
+    for s in (plain, rare, empty_body):
+        row = rows.add(s, T0 + HOUR, 1, None)
+        assert row >= 0
+        assert rows.send_of(row) == s
+        assert rows.id_of(row) == s.id
+    assert rows.blob[0][0] == 0x98 and rows.blob[1][0] != 0x98  # positional vs map
+    assert len(rows) == 3
+
+
+def test_metadata_that_would_not_come_back_the_same_stays_an_object() -> None:
+    """A tuple in metadata decodes as a list: such a send is refused as a row (the core keeps the object)."""
+    rows = PendingRows()
+    s = send("t", send_at=T0 + HOUR, metadata={"pair": (1, 2)})
+    assert rows.add(s, T0 + HOUR, 1, None) == -1
+    assert len(rows) == 0
+
+
+def test_bodies_are_held_once_and_freed_with_their_last_row() -> None:
+    rows = PendingRows()
+    body = "Black Friday: 30% off everything " * 3
+    got = [rows.add(send(f"s{i}", send_at=T0 + HOUR, body=body), T0 + HOUR, 2, None) for i in range(50)]
+    assert rows.body_text.count(body) == 1 and rows.bodies[body] == 1 and rows.body_refs[1] == 50
+    for r in got[:-1]:
+        rows.take(r)
+    assert body in rows.bodies
+    rows.take(got[-1])
+    assert body not in rows.bodies and rows.body_refs[1] == 0
+    assert rows.add(send("x", send_at=T0 + HOUR, body="other"), T0 + HOUR, 2, None) >= 0
+    assert rows.bodies["other"] == 1  # the freed body slot is reused
+
+
+def test_two_ids_with_the_same_hash_are_told_apart() -> None:
+    a, b = _collision()
+    rows = PendingRows()
+    ra = rows.add(send(a, send_at=T0 + HOUR), T0 + HOUR, 1, None)
+    rb = rows.add(send(b, send_at=T0 + HOUR), T0 + HOUR, 1, None)
+    assert rows.find(a) == ra and rows.find(b) == rb
+    assert rows.find("c-nobody") == -1
+    rows.take(ra)
+    assert rows.find(a) == -1 and rows.find(b) == rb
+
+
+def test_the_id_index_grows_and_every_id_stays_found() -> None:
+    rows = PendingRows()
+    n = 5000  # several rebuilds of the 1,024-slot index
+    held = {f"id-{i}": rows.add(send(f"id-{i}", send_at=T0 + HOUR), T0 + HOUR, 1, None) for i in range(n)}
+    assert rows.mask + 1 >= n * 5 // 3
+    assert all(rows.find(sid) == row for sid, row in held.items())
+    for i in range(0, n, 2):
+        rows.take(held[f"id-{i}"])
+    assert all(rows.find(f"id-{i}") == (-1 if i % 2 == 0 else held[f"id-{i}"]) for i in range(n))
+    assert len(rows) == n // 2
+
+
+def test_cancel_by_recipient_and_origin_scan_finds_exactly_the_matching_rows() -> None:
+    rows = PendingRows()
+    for i in range(300):
+        rows.add(send(f"s{i}", recipient=f"r{i % 7}", origin_id=f"camp-{i % 3}", send_at=T0 + HOUR), T0 + HOUR, 1, None)
+    want = [r for r in range(300) if r % 7 == 3]
+    assert rows.of_recipient("r3") == want
+    assert rows.of_origin("camp-1") == [r for r in range(300) if r % 3 == 1]
+    assert rows.of_recipient("r\ud800") == [] and rows.of_origin("") == [] and rows.find("s\ud800") == -1
+    for r in want:
+        rows.take(r)
+    assert rows.of_recipient("r3") == []
+
+
+def test_a_row_is_not_reused_while_the_wheel_still_holds_its_number() -> None:
+    """Taken out after its cascade, a row stays GONE until the wheel pops it; only then is it free."""
+    rows = PendingRows()
+    wheel: PriorityWheel[Any] = PriorityWheel()
+    due = (int(T0 // SPAN) + 1) * SPAN + 5.0
+    r = rows.add(send("a", send_at=due), due, 1, None)
+    assert rows.cascade(due - 4.0, wheel) == 1 and rows.state[r] == NEAR
+    rows.take(r)
+    assert rows.state[r] == GONE_NEAR and r not in rows.free
+    r2 = rows.add(send("b", send_at=due + SPAN), due + SPAN, 1, None)
+    assert r2 != r
+    assert wheel.pop_due(due) == [r]
+    assert rows.pop(r) is None and rows.state[r] == FREE and r in rows.free
+
+
+def test_cascade_hands_only_due_slots_and_frees_rows_taken_out_before() -> None:
+    rows = PendingRows()
+    wheel: PriorityWheel[Any] = PriorityWheel()
+    base = (int(T0 // SPAN) + 1) * SPAN
+    a = rows.add(send("a", send_at=base + 1), base + 1, 0, None)
+    b = rows.add(send("b", send_at=base + 2), base + 2, 2, None)
+    c = rows.add(send("c", send_at=base + SPAN + 1), base + SPAN + 1, 1, None)
+    rows.take(b)
+    assert rows.next_due() == base
+    assert rows.cascade(base, wheel) == 1
+    assert rows.state[a] == NEAR and rows.state[b] == FREE and rows.state[c] == FAR
+    assert rows.next_due() == base + SPAN
+    assert wheel.pop_due(base + 1) == [a]
+    got = rows.pop(a)
+    assert got is not None and got[0].id == "a" and got[1] == base + 1 and got[2] == 0
+
+
+def test_compaction_drops_rows_taken_out_of_far_buckets() -> None:
+    rows = PendingRows()
+    n = 25_000
+    for i in range(n):
+        rows.add(send(f"s{i}", send_at=T0 + HOUR), T0 + HOUR, 1, None)
+    for r in range(n - 100):
+        rows.take(r)
+    assert rows.compact() == n - 100
+    assert len(rows.free) == n - 100 and sum(len(b) for b in rows.far.values()) == 100
+    assert [rows.id_of(r) for r in rows.rows()] == [f"s{i}" for i in range(n - 100, n)]
+
+
+def test_the_store_pickles_whole() -> None:
+    rows = PendingRows()
+    for i in range(100):
+        rows.add(send(f"s{i}", send_at=T0 + HOUR, body=f"b{i % 3}"), T0 + HOUR + i, i % 3, None)
+    back = pickle.loads(pickle.dumps(rows, protocol=5))
+    assert [back.send_of(r) for r in back.rows()] == [rows.send_of(r) for r in rows.rows()]
+    assert back.find("s42") == 42 and len(back) == 100
+
+
+ops = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 60), st.integers(0, 6), st.integers(0, 3)),
+    st.tuples(st.just("take"), st.integers(0, 60)),
+    st.tuples(st.just("time"), st.integers(1, 400)),
+), max_size=120)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=ops)
+def test_the_store_matches_a_plain_model(ops: list[tuple[Any, ...]]) -> None:
+    """Under any mix of adds, cancels and time: find, recipients and live counts match a dict model, and
+    every send added comes back exactly once (popped or taken), never before its due instant."""
+    rows = PendingRows()
+    wheel: PriorityWheel[Any] = PriorityWheel()
+    now = T0
+    model: dict[str, tuple[Send, float]] = {}
+    out: set[str] = set()
+    for op in ops:
+        if op[0] == "add":
+            sid = f"s{op[1]}"
+            due = now + SPAN + op[2] * 37.0
+            if sid in model or sid in out or not rows.holds(due, now):
+                continue
+            s = send(sid, recipient=f"r{op[3]}", send_at=due, body=f"b{op[3] % 2}")
+            assert rows.add(s, due, op[3] % 3, None) >= 0
+            model[sid] = (s, due)
+        elif op[0] == "take":
+            sid = f"s{op[1]}"
+            row = rows.find(sid)
+            assert (row >= 0) == (sid in model)
+            if row >= 0:
+                s, due, _, _ = rows.take(row)
+                assert s == model.pop(sid)[0]
+                out.add(sid)
+        else:
+            now += op[1]
+            rows.cascade(now, wheel)
+            for row in wheel.pop_due(now):
+                got = rows.pop(row)
+                if got is not None:
+                    s, due, _, _ = got
+                    assert due <= now and s == model.pop(s.id)[0]
+                    out.add(s.id)
+        assert len(rows) == len(model)
+        for r in range(4):
+            assert sorted(rows.id_of(x) for x in rows.of_recipient(f"r{r}")) == \
+                sorted(k for k, (s, _) in model.items() if s.recipient == f"r{r}")
+        held = set(rows.rows())
+        assert not held & set(rows.free)
+    now += 10 * 86400
+    rows.cascade(now, wheel)
+    for row in wheel.pop_due(now):
+        got = rows.pop(row)
+        if got is not None:
+            model.pop(got[0].id)
+    assert model == {} and len(rows) == 0
+
+
+# ---------------------------------------------------------------------------- through the core
+
+
+def test_sends_due_past_the_current_slot_wait_as_rows_and_leave_as_submitted() -> None:
+    c = core()
+    now = T0
+    later = [send(f"l{i}", send_at=now + HOUR + i, body="Your parcel is on its way", origin="transactional",
+                  expires_at=now + 5 * HOUR) for i in range(20)]
+    soon = send("soon", send_at=now + 1, origin="transactional")
+    rich = send("rich", send_at=now + HOUR, origin="transactional", tags=("a",), metadata={"order": 7}, sender="ACME")
+    assert c.submit([*later, soon, rich], now).accepted == 22
+    assert c._rows.live == 21 and "soon" in c.ledger.pending
+    assert c.pending == 22 and c.stats().scheduled == 22
+    assert set(c._pending) == {s.id for s in [*later, soon, rich]}
+    seen: list[Any] = []
+    drive(c, now + 2 * HOUR, InstantProvider(lambda s, b: Accepted(f"p-{s.id}")), start=now, outcomes=seen)
+    fin = finals(seen)
+    assert len(fin) == 22 and all(o.status is Status.SENT for o in fin.values())
+    assert all(o.at >= s.send_at for s in [*later, soon, rich] for o in [fin[s.id]])
+    assert c.pending == 0 and c._rows.live == 0
+
+
+def test_the_batch_hands_the_provider_the_send_as_it_was_submitted() -> None:
+    c = core()
+    s = send("x", send_at=T0 + HOUR, origin="transactional", tags=("t",), metadata={"a": [1, "b"]}, body="héllo")
+    c.submit([s], T0)
+    assert _in_rows(c, "x")
+    got: list[Send] = []
+
+    def answer(sd: Send, b: Any) -> Accepted:
+        got.append(sd)
+        return Accepted("p")
+
+    drive(c, T0 + 2 * HOUR, InstantProvider(answer), start=T0)
+    assert got == [s]
+
+
+def test_a_duplicate_of_a_send_held_as_a_row_is_rejected() -> None:
+    c = core()
+    c.submit([send("a", send_at=T0 + HOUR)], T0)
+    assert _in_rows(c, "a")
+    rep = c.submit([send("a", send_at=T0 + 2 * HOUR), send("b", send_at=T0 + HOUR)], T0)
+    assert rep.accepted == 1 and rep.rejected[0].reason == "id: duplicate of a pending send"
+
+
+def test_max_pending_counts_the_rows() -> None:
+    import pytest
+
+    from sendcore.errors import PendingLimitError
+
+    c = core("max_pending = 3")
+    c.submit([send(f"a{i}", send_at=T0 + HOUR) for i in range(3)], T0)
+    with pytest.raises(PendingLimitError):
+        c.submit([send("b", send_at=T0 + 1)], T0)
+
+
+def test_cancel_finds_sends_held_as_rows_by_id_recipient_and_origin() -> None:
+    c = core()
+    sends = [send(f"s{i}", recipient=f"r{i % 3}", origin="campaign", origin_id=f"camp-{i % 2}", send_at=T0 + HOUR)
+             for i in range(12)]
+    c.submit(sends, T0)
+    assert c._rows.live == 12
+    assert c.cancel(T0, ids=["s0", "nope"]).cancelled == ["s0"]
+    rep = c.cancel(T0, recipient="r1", origin_id="camp-0")
+    assert sorted(rep.cancelled) == sorted(s.id for s in sends if s.recipient == "r1" and s.origin_id == "camp-0")
+    rep2 = c.cancel(T0, origin_id="camp-1")
+    assert sorted(rep2.cancelled) == sorted(s.id for s in sends if s.origin_id == "camp-1"
+                                            and s.id not in rep.cancelled)
+    left = {s.id for s in sends} - {"s0"} - set(rep.cancelled) - set(rep2.cancelled)
+    assert c.pending == len(left)
+    out = c.drain_outcomes()
+    assert {o.send_id for o in out if o.status is Status.CANCELLED} == {s.id for s in sends} - left
+    assert c.cancel(T0, ids=["s0"]).too_late == ["s0"]  # finished: not pending any more
+    seen: list[Any] = []
+    drive(c, T0 + 2 * HOUR, InstantProvider(), start=T0, outcomes=seen)
+    fin = finals(seen)
+    assert set(fin) == left and Status.CANCELLED not in {o.status for o in fin.values()}
+    assert Status.SENT in {o.status for o in fin.values()}
+
+
+def test_a_send_cancelled_after_its_cascade_never_leaves_and_its_row_is_not_reused_early() -> None:
+    c = core()
+    slot_start = (int(T0 // SPAN) + 1) * SPAN
+    c.submit([send("a", send_at=slot_start + 30, origin="transactional")], T0)
+    assert _in_rows(c, "a")
+    c.advance(slot_start)  # the slot begins: "a" goes to the wheel as its row number
+    assert c._rows.state[0] == NEAR
+    assert c.cancel(slot_start, ids=["a"]).cancelled == ["a"]
+    # New sends far ahead take other rows while the wheel still holds row 0.
+    c.submit([send(f"b{i}", send_at=slot_start + 3 * HOUR, origin="transactional") for i in range(5)], slot_start)
+    assert 0 not in [c._rows.find(f"b{i}") for i in range(5)]
+    seen: list[Any] = []
+    drive(c, slot_start + HOUR, InstantProvider(), start=slot_start, outcomes=seen)
+    assert not [o for o in seen if o.status is Status.SENT]
+    assert c.pending == 5
+
+
+def test_explain_of_a_send_held_as_a_row() -> None:
+    c = core()
+    c.submit([send("a", send_at=T0 + HOUR)], T0)
+    ex = c.explain("a")
+    assert ex is not None and (ex.state, ex.rule, ex.earliest) == ("scheduled", "send_at", T0 + HOUR)
+
+
+def test_a_snapshot_of_the_core_carries_the_rows() -> None:
+    c = core()
+    c.submit([send(f"s{i}", send_at=T0 + HOUR + i * 60, origin="transactional") for i in range(30)], T0)
+    c.cancel(T0, ids=["s3"])
+    state = pickle.loads(pickle.dumps(c.export_state(), protocol=5))
+    d = core()
+    d.import_state(state)
+    assert d.pending == 29 and d.stats().scheduled == 29
+    seen: list[Any] = []
+    drive(d, T0 + 2 * HOUR, InstantProvider(), start=T0, outcomes=seen)
+    sent = {o.send_id: o.at for o in seen if o.status is Status.SENT}
+    assert set(sent) == {f"s{i}" for i in range(30)} - {"s3"}
+    assert all(sent[f"s{i}"] >= T0 + HOUR + i * 60 for i in range(30) if i != 3)
+
+
+def test_a_send_with_a_local_time_or_past_due_is_not_held_as_a_row() -> None:
+    c = core()
+    c.submit([send("now", origin="transactional"), send("loc", local_send_at="2027-01-14T10:00")], T0)
+    assert "now" in c.ledger.pending or c.outcome("now") is not None
+    assert c._rows.find("loc") >= 0 or "loc" in c.ledger.pending  # either way it is pending
+    assert c.pending == 2 - (c.outcome("now") is not None)
+
+
+def test_origins_are_held_by_index() -> None:
+    rows = PendingRows()
+    for i, o in enumerate(Origin):
+        s = Send(id=f"o{i}", recipient="r", channel="sms", to="+33612345678", origin=o, send_at=T0 + HOUR)
+        assert rows.send_of(rows.add(s, T0 + HOUR, 0, None)).origin is o
+    assert rows.state[0] == FAR
