@@ -11,6 +11,10 @@ Modes:
   hold N        build N pending sends (bench.workload.make_sends, one shared
                 body), submit them to an all-policies core; RSS before, after
                 building, after submitting.
+  hold-stream N the same sends built and submitted 10,000 at a time, each
+                request dropped once submitted (as a service's decoded request
+                is): ``held_growth`` is everything the core holds for N pending
+                sends, their own copies of the sends included.
   e2e-core N    the SCENARIOS workload of N sends through core + drive.
   e2e-peer N    the same through the hand-rolled asyncio peer.
   instant-asyncio N, instant-uvloop N
@@ -37,7 +41,7 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Measure one MODE at size N; print a JSON object on the last line of stdout."""
     args = sys.argv[1:] if argv is None else argv
-    modes = ("hold", "e2e-core", "e2e-peer", "instant-asyncio", "instant-uvloop")
+    modes = ("hold", "hold-stream", "e2e-core", "e2e-peer", "instant-asyncio", "instant-uvloop")
     if len(args) != 2 or args[0] not in modes:
         print(f"usage: python -m bench.rss {{{'|'.join(modes)}}} N", file=sys.stderr)
         return 2
@@ -49,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     elif mode == "hold":
         M.hold_sends(n)
         make = lambda: M.case_submit(n, "sends")  # noqa: E731
+    elif mode == "hold-stream":
+        make = lambda: M.case_submit_stream(n)  # noqa: E731
     elif mode == "e2e-core":
         M.scenario(n)
         make = lambda: M.case_e2e_core(n)  # noqa: E731

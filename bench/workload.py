@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Iterator
 
 from sendcore.send import Origin, Send
 from sendcore.settings import Settings
@@ -87,11 +87,20 @@ def make_sends(n: int, start: float, spread: float = 86400.0, seed: int = 7, bod
     Origins: 60% transactional, 25% flow, 15% campaign, as SCENARIOS.md
     describes SMS traffic. Every send shares one body (as campaigns do).
     """
+    return [s for chunk in iter_sends(n, start, spread, seed, body, chunk=n or 1) for s in chunk]
+
+
+def iter_sends(n: int, start: float, spread: float = 86400.0, seed: int = 7, body: str | None = None,
+               chunk: int = 10_000) -> Iterator[list[Send]]:
+    """``make_sends`` in lists of ``chunk``: the same sends, without ever holding them all."""
     rnd = random.Random(seed)
     body = body or "Your order has shipped: track it at https://ex.co/t/abc"
     origins = [Origin.TRANSACTIONAL] * 12 + [Origin.FLOW] * 5 + [Origin.CAMPAIGN] * 3
-    out = []
+    out: list[Send] = []
     for i in range(n):
+        if len(out) == chunk:
+            yield out
+            out = []
         origin = origins[i % 20]
         sms = i % 2 == 0
         t = start + rnd.random() * spread
@@ -108,7 +117,8 @@ def make_sends(n: int, start: float, spread: float = 86400.0, seed: int = 7, bod
                 expires_at=t + 86400.0 if i % 10 == 3 else None,
             )
         )
-    return out
+    if out:
+        yield out
 
 
 # ---------------------------------------------------------------------------

@@ -73,16 +73,15 @@ ADMIT_CHUNK = 4096
 _MAX_REPORT_SLOWDOWN = 3600.0
 
 
-# How the wheel tells a live entry from a tombstone. A row number (an int, see rows.py) is kept either
-# way: the pending store says what became of its row.
-def _scheduled(e: Union[Entry, int]) -> bool:
+# How the wheel tells a live entry from a tombstone.
+def _scheduled(e: Entry) -> bool:
     """Popped from the wheel, the entry is still waiting there (not cancelled, ended or moved on)."""
-    return type(e) is int or e.where == SCHEDULED  # type: ignore[union-attr]
+    return e.where == SCHEDULED
 
 
-def _not_dead(e: Union[Entry, int]) -> bool:
+def _not_dead(e: Entry) -> bool:
     """The entry still belongs in the wheel when it is compacted."""
-    return type(e) is int or e.where != DEAD  # type: ignore[union-attr]
+    return e.where != DEAD
 
 
 class Checked:
@@ -270,9 +269,9 @@ class Core:
         In-flight batches do not count: their ``record`` call wakes the core.
         """
         best = self._wheel.next_due()
-        far = self._rows.far_keys
-        if far and (best is None or far[0] * SPAN < best):
-            best = far[0] * SPAN
+        held = self._rows.next_due()
+        if held is not None and (best is None or held < best):
+            best = held
         ready = self.dispatch.next_ready_at()
         if ready is not None and (best is None or ready < best):
             best = ready
@@ -520,8 +519,8 @@ class Core:
                 if e in taken:
                     continue
                 taken.add(e)
-                # Out of the store and into the ledger, to end there like any entry; the row's number is a
-                # tombstone where it waits (rows.py), not in the wheel's count.
+                # Out of the store and into the ledger, to end there like any entry; the row's number
+                # stays a tombstone in the store (rows.py), not in the wheel's count.
                 s, due, prio, loc = rows.take(e)
                 e = Entry(send=s, due=due, prio=prio, locale=loc)
                 self.ledger.add(e)
@@ -633,32 +632,22 @@ class Core:
             self._now = now
         now = self._now
         self.ledger.expire(now)
-        rows = self._rows
-        if rows.far_keys and rows.far_keys[0] <= now // SPAN:
-            rows.cascade(now, self._wheel)
         live = self._wheel.pop_live(now, _scheduled, ADMIT_CHUNK)
-        if rows.near and live:
-            live = self._from_rows(live)
+        rows = self._rows
+        # Sends held as rows leave after those of the wheel, within the same bound per call.
+        if (rows.far_keys or rows.current) and len(live) < ADMIT_CHUNK:
+            due = rows.pop_due(now, ADMIT_CHUNK - len(live))
+            if due:
+                got = rows.pop_many(due, Entry, self.ledger.add)
+                if live:
+                    live.extend(got)
+                else:
+                    live = got
         if live:
             live = self._admit.run(live, now)
             if live:
                 self.dispatch.enqueue(live, now)
         return self.dispatch.dispatch_ready(now)
-
-    def _from_rows(self, popped: list[Any]) -> list[Entry]:
-        """Popped from the wheel: each row number becomes the entry of its send (dropped if it was cancelled)."""
-        out: list[Entry] = []
-        pop, add = self._rows.pop, self.ledger.add
-        for x in popped:
-            if type(x) is int:
-                got = pop(x)
-                if got is None:
-                    continue
-                s, due, prio, loc = got
-                x = Entry(send=s, due=due, prio=prio, locale=loc)
-                add(x)
-            out.append(x)
-        return out
 
     # ------------------------------------------------------------------ record
 

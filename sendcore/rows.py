@@ -13,8 +13,9 @@ prio        int8            its priority
 body        uint32          its body, interned: one copy per distinct body
 locale      uint32          its ``Locale``, interned
 idh         uint32          CRC-32 of its id (the id index's key)
+at          uint32          where the id index holds it (so removal probes nothing)
 rec, org    uint32          CRC-32 of recipient, origin_id (0: free / none)
-state       uint8           FREE, FAR, NEAR, GONE_FAR, GONE_NEAR (below)
+state       uint8           FREE, LIVE, or GONE (below)
 ==========  ==============  ================================================
 
 The blob is a positional array ``[id, recipient, channel, to, origin,
@@ -24,22 +25,26 @@ them apart. Decoding either gives back a ``Send`` equal to the one accepted.
 
 Where a row waits
 -----------------
-Rows wait in far buckets of their own, one 4-byte row number each, keyed like
-the wheel's far level by ``floor(due / SPAN)``. When the clock enters a slot,
-``cascade`` hands that bucket's rows to the timing wheel as bare row numbers
-(only the sends of the current 64 s are ever there as ints); when the wheel
-pops a row number, ``pop`` decodes the send and frees the row. Worked example,
-clock at t = 1000.0 (slot 15 covers [960, 1024)):
+Rows wait in far buckets of 4-byte row numbers, keyed like the wheel's far
+level by ``floor(due / SPAN)`` (64 s). When the clock enters a slot, that
+bucket's rows are sorted by due instant (in C: ``sort`` with the due column
+as key) and appended to the *current* list, from which ``pop_due`` takes the
+rows due by a binary search; ``pop_many`` decodes their sends and frees the
+rows. A row leaves exactly at its due instant or later, never before.
+Worked example, clock at t = 1000.0 (slot 15 covers [960, 1024)):
 
-    add(due=1030.0)   -> row 0 in bucket 16 (FAR)
-    add(due=5000.0)   -> row 1 in bucket 78 (FAR)
-    cascade(1024.0)   -> row 0 to the wheel as the int 0 (NEAR); bucket 78 waits
-    wheel pops 0 at 1030.0 -> pop(0): the Send, its due and locale; row 0 FREE
+    add(due=1030.0)   -> row 0 in bucket 16
+    add(due=5000.0)   -> row 1 in bucket 78
+    add(due=1025.5)   -> row 2 in bucket 16
+    next_due()        -> 1024.0 (bucket 16 opens)
+    pop_due(1024.0)   -> [] ; bucket 16 becomes the current list [2, 0]
+    next_due()        -> 1025.5
+    pop_due(1030.0)   -> [2, 0] ; pop_many: their Sends, rows 0 and 2 free
 
-A cancel takes a row out early (``take``): the send is decoded, the row's
-blob and index entry dropped, and the row is GONE until whoever holds its
-number lets go (a far bucket at cascade or compaction, the wheel when it
-pops it), so a number still held never names another send.
+A cancel takes a row out early (``take``): the send is decoded and the row's
+blob and index entry dropped; the row is GONE until the list holding its
+number lets go of it (at the slot's opening, at its pop, or at compaction),
+so a number still held never names another send.
 
 Indexes
 -------
@@ -49,14 +54,17 @@ decoded id, so hash collisions cost a decode, never a wrong answer. By
 recipient and origin id: their CRC-32 columns, scanned at C speed with
 ``bytes.find`` (about 10 ms per 10M rows), each hit checked the same way.
 
-Complexity: add, pop, take and ``find`` O(1) amortised (growing the id index
-rebuilds it, O(n) once per doubling); ``cascade`` O(k) for the k rows moved;
-``of_recipient``/``of_origin`` O(n) at C speed plus O(k) decodes.
+Complexity: add, take and ``find`` O(1) amortised (growing the id index
+rebuilds it, O(n) once per doubling); opening a slot O(k log k) in C for its
+k rows; ``pop_due`` O(log k) plus O(1) per row; ``of_recipient`` and
+``of_origin`` O(n) at C speed plus a decode per hit.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import operator
 import zlib
 from array import array
 from typing import Any, Iterator, Optional
@@ -71,10 +79,8 @@ __all__ = ["PendingRows"]
 
 # Row states.
 FREE = 0  # unused, on the free list
-FAR = 1  # waiting in a far bucket of this store
-NEAR = 2  # handed to the wheel as its row number
-GONE_FAR = 3  # taken out early; a far bucket still holds the number
-GONE_NEAR = 4  # taken out early; the wheel still holds the number
+LIVE = 1  # holds a pending send, in a far bucket or the current list
+GONE = 2  # taken out early; a far bucket or the current list still holds its number
 
 _EMPTY, _DELETED = 0, 1  # id index keys that are no hash (a hash of 0 or 1 is stored as 2 or 3)
 _ARRAY8 = 0x98  # MessagePack fixarray of 8: the positional blob
@@ -85,6 +91,9 @@ _DEC_SEND = msgspec.msgpack.Decoder(Send)
 _ORIGINS = tuple(Origin)
 _ORIGIN_INDEX = {o: i for i, o in enumerate(_ORIGINS)}
 _force = msgspec.structs.force_setattr
+# The fields the positional blob leaves out; all unset (None) for it to apply. One C call reads them.
+_rare = operator.attrgetter("priority", "timezone", "carrier", "provider", "sender", "local_send_at", "metadata")
+_UNSET = (None,) * 7
 _replace = msgspec.structs.replace
 
 
@@ -108,9 +117,8 @@ class PendingRows:
     """Sends waiting beyond the current 64 s slot, as columns. See the module docstring for the layout.
 
     The core adds a send here when its due instant lies past the slot the
-    clock is in (``holds``), calls ``cascade`` before popping the wheel, and
-    ``pop`` for every row number the wheel gives back. ``live`` counts the
-    sends held (FAR or NEAR).
+    clock is in (``holds``); ``pop_due`` and ``pop_many`` give them back when
+    due. ``live`` counts the sends held.
     """
 
     def __init__(self) -> None:
@@ -120,18 +128,20 @@ class PendingRows:
         self.body = array("I")
         self.locale = array("I")
         self.idh = array("I")
+        self.at = array("I")
         self.rec = array("I")
         self.org = array("I")
         self.state = array("B")
         self.free: list[int] = []
         self.live = 0
-        self.gone_far = 0
-        #: Row numbers the wheel holds (NEAR and GONE_NEAR): the core looks for ints in what it pops only then.
-        self.near = 0
+        self.gone = 0
         # Far buckets: slot -> row numbers, and a heap of their slots.
         self.far: dict[int, array] = {}
         self.far_keys: list[int] = []
-        #: The slot the clock is in as of the last cascade; rows are never added at or before it.
+        # The rows of the slots opened so far, by due instant; those before ``pos`` have left.
+        self.current = array("i")
+        self.pos = 0
+        #: The last slot opened; rows are never added at or before it.
         self.slot = -(2**62)
         # Interned bodies (0 is the empty body) with their reference counts; interned locales (0 is None).
         self.bodies: dict[str, int] = {}
@@ -147,7 +157,7 @@ class PendingRows:
         self.used = 0  # slots holding a key or a deleted marker
 
     def __len__(self) -> int:
-        """Sends held (waiting in a far bucket or handed to the wheel)."""
+        """Sends held."""
         return self.live
 
     def holds(self, due: float, now: float) -> bool:
@@ -163,9 +173,7 @@ class PendingRows:
         ``due`` must satisfy ``holds``. Runtime complexity: O(1) amortised.
         """
         sa, ex = s.send_at, s.expires_at
-        if (s.priority is None and s.timezone is None and s.carrier is None and s.provider is None
-                and s.sender is None and s.local_send_at is None and s.metadata is None and not s.tags
-                and s.smart_sending is True and s.quiet_hours is True
+        if (_rare(s) == _UNSET and not s.tags and s.smart_sending is True and s.quiet_hours is True
                 and (sa is None or type(sa) is float) and (ex is None or type(ex) is float)):
             blob = _ENC.encode((s.id, s.recipient, s.channel, s.to, _ORIGIN_INDEX[s.origin], s.origin_id, sa, ex))
         else:
@@ -201,9 +209,18 @@ class PendingRows:
                 self.locale_list.append(locale)
         if (self.used + 1) * 5 > (self.mask + 1) * 3:
             self._rebuild()
-        h = _crc(s.id)
-        rh = _crc(s.recipient) or 1
-        oh = (_crc(s.origin_id) or 1) if s.origin_id else 0
+        h = zlib.crc32(s.id.encode())
+        rh = zlib.crc32(s.recipient.encode()) or 1
+        oh = (zlib.crc32(s.origin_id.encode()) or 1) if s.origin_id else 0
+        # The id index (see _index, inlined: this is the path every held send takes).
+        k = h if h > 1 else h + 2
+        keys, mask = self.keys, self.mask
+        i = k & mask
+        while keys[i] > _DELETED:
+            i = (i + 1) & mask
+        if keys[i] == _EMPTY:
+            self.used += 1
+        keys[i] = k
         free = self.free
         if free:
             row = free.pop()
@@ -213,9 +230,10 @@ class PendingRows:
             self.body[row] = bid
             self.locale[row] = lid
             self.idh[row] = h
+            self.at[row] = i
             self.rec[row] = rh
             self.org[row] = oh
-            self.state[row] = FAR
+            self.state[row] = LIVE
         else:
             row = len(self.blob)
             self.blob.append(blob)
@@ -224,10 +242,11 @@ class PendingRows:
             self.body.append(bid)
             self.locale.append(lid)
             self.idh.append(h)
+            self.at.append(i)
             self.rec.append(rh)
             self.org.append(oh)
-            self.state.append(FAR)
-        self._index(h, row)
+            self.state.append(LIVE)
+        self.vals[i] = row
         self.live += 1
         slot = int(due // SPAN)
         bucket = self.far.get(slot)
@@ -263,27 +282,60 @@ class PendingRows:
         return self.locale_list[self.locale[row]]
 
     def take(self, row: int) -> tuple[Send, float, int, Optional[Locale]]:
-        """Take the send out of ``row``: (send, due, prio, locale). The row is GONE until its holder lets go."""
+        """Take the send out of ``row``: (send, due, prio, locale). The row is GONE until its list lets go."""
         s = self.send_of(row)
-        st = self.state[row]
         self._empty(row)
-        if st == FAR:
-            self.state[row] = GONE_FAR
-            self.gone_far += 1
-        else:
-            self.state[row] = GONE_NEAR
+        self.state[row] = GONE
+        self.gone += 1
         return s, self.due[row], self.prio[row], self.locale_list[self.locale[row]]
 
-    def pop(self, row: int) -> Optional[tuple[Send, float, int, Optional[Locale]]]:
-        """The wheel let go of ``row``: its (send, due, prio, locale), or None if it was taken out before. Frees the row."""
-        self.near -= 1
-        if self.state[row] == GONE_NEAR:
-            self._release(row)
-            return None
-        s = self.send_of(row)
-        self._empty(row)
-        self._release(row)
-        return s, self.due[row], self.prio[row], self.locale_list[self.locale[row]]
+    def pop_many(self, popped: Any, entry: Any, add: Any) -> list[Any]:
+        """The rows ``popped`` (from ``pop_due``) as ``entry(send=, due=, prio=, locale=)`` of their sends, each
+        passed to ``add``; rows taken out before are skipped. Frees every row. O(len(popped)).
+        """
+        out: list[Any] = []
+        blobs, body, bodies, text_of, refs, body_free = (self.blob, self.body, self.bodies, self.body_text,
+                                                          self.body_refs, self.body_free)
+        state, keys, at, rec, org, due, prio = self.state, self.keys, self.at, self.rec, self.org, self.due, self.prio
+        locale, locales, free = self.locale, self.locale_list, self.free
+        dec, dec_send, origins = _DEC_ANY.decode, _DEC_SEND.decode, _ORIGINS
+        made = 0
+        for row in popped:
+            if state[row] == GONE:
+                state[row] = FREE
+                free.append(row)
+                self.gone -= 1
+                continue
+            blob = blobs[row]
+            bid = body[row]
+            text = text_of[bid]
+            if blob[0] == _ARRAY8:  # type: ignore[index]
+                sid, r, ch, to, o, oid, sa, ex = dec(blob)
+                s = Send(id=sid, recipient=r, channel=ch, to=to, origin=origins[o], origin_id=oid,
+                         send_at=sa, expires_at=ex, body=text)
+            else:
+                s = dec_send(blob)
+                if text:
+                    _force(s, "body", text)
+            if bid:
+                n = refs[bid] - 1
+                refs[bid] = n
+                if n == 0:
+                    del bodies[text]
+                    text_of[bid] = ""
+                    body_free.append(bid)
+            blobs[row] = None
+            keys[at[row]] = _DELETED
+            rec[row] = 0
+            org[row] = 0
+            state[row] = FREE
+            free.append(row)
+            e = entry(send=s, due=due[row], prio=prio[row], locale=locales[locale[row]])
+            add(e)
+            out.append(e)
+            made += 1
+        self.live -= made
+        return out
 
     def _empty(self, row: int) -> None:
         """Forget the send in ``row`` (blob, body reference, index entry); the caller sets its state."""
@@ -296,7 +348,7 @@ class PendingRows:
                 del self.bodies[self.body_text[bid]]
                 self.body_text[bid] = ""
                 self.body_free.append(bid)
-        self._unindex(self.idh[row], row)
+        self.keys[self.at[row]] = _DELETED
         self.rec[row] = 0
         self.org[row] = 0
         self.live -= 1
@@ -308,55 +360,77 @@ class PendingRows:
     # ------------------------------------------------------------------ time
 
     def next_due(self) -> Optional[float]:
-        """The start of the earliest slot with rows, or None. O(1)."""
+        """The due instant of the next row of the current list, else the start of the next slot with rows, else None. O(1)."""
+        if self.pos < len(self.current):
+            return self.due[self.current[self.pos]]
         return self.far_keys[0] * SPAN if self.far_keys else None
 
-    def cascade(self, now: float, wheel: Any) -> int:
-        """Hand every row of the slots up to the one ``now`` is in to ``wheel`` (``insert_near``); return how many.
+    def pop_due(self, now: float, limit: int) -> array:
+        """The rows due at or before ``now``, at most ``limit``, by due instant (GONE ones included, for
+        ``pop_many`` to free). Opens the slots the clock has entered first."""
+        keys = self.far_keys
+        if keys and keys[0] <= now // SPAN:
+            self._open(now)
+        cur, pos = self.current, self.pos
+        end = bisect.bisect_right(cur, now, pos, min(len(cur), pos + limit), key=self.due.__getitem__)
+        if end == pos:
+            return array("i")
+        out = cur[pos:end]
+        if end == len(cur):
+            self.current, self.pos = array("i"), 0
+        else:
+            self.pos = end
+            if end > 65536 and end * 2 > len(cur):  # drop the rows that left from the list's head
+                self.current, self.pos = cur[end:], 0
+        return out
 
-        Rows taken out while they waited are freed instead.
-        """
+    def _open(self, now: float) -> None:
+        """Move the far buckets of every slot up to the one ``now`` is in to the current list, sorted by due."""
         slot = int(now // SPAN)
-        if slot <= self.slot and not (self.far_keys and self.far_keys[0] <= slot):
-            return 0
         if slot > self.slot:
             self.slot = slot
-        moved = 0
-        far, keys, state, due, prio = self.far, self.far_keys, self.state, self.due, self.prio
-        insert = wheel.insert_near
+        far, keys, state = self.far, self.far_keys, self.state
+        cur = self.current[self.pos:]
         while keys and keys[0] <= slot:
-            for row in far.pop(heapq.heappop(keys)):
-                st = state[row]
-                if st == FAR:
-                    state[row] = NEAR
-                    insert(prio[row], due[row], row)
-                    moved += 1
-                    self.near += 1
-                elif st == GONE_FAR:
-                    self.gone_far -= 1
-                    self._release(row)
-        return moved
+            bucket = far.pop(heapq.heappop(keys))
+            rows = [r for r in bucket if state[r] == LIVE]
+            if len(rows) != len(bucket):
+                for r in bucket:
+                    if state[r] == GONE:
+                        self._release(r)
+                        self.gone -= 1
+            rows.sort(key=self.due.__getitem__)
+            if cur and rows and self.due[rows[0]] < self.due[cur[-1]]:
+                # A slot opened late (the clock jumped): merge, keeping the list in due order.
+                merged = list(cur) + rows
+                merged.sort(key=self.due.__getitem__)
+                cur = array("i", merged)
+            else:
+                cur.extend(rows)
+        self.current, self.pos = cur, 0
 
     def compact(self) -> int:
-        """Drop the rows taken out from the far buckets once they outnumber the live ones (and 10,000); return how many."""
-        if self.gone_far <= 10_000 or self.gone_far * 2 <= self.live:
+        """Free the rows taken out early once they outnumber the live ones (and 10,000); return how many."""
+        if self.gone <= 10_000 or self.gone * 2 <= self.live:
             return 0
         dropped = 0
         state = self.state
         for slot in list(self.far):
             bucket = self.far[slot]
-            kept = array("i", (r for r in bucket if state[r] != GONE_FAR))
-            for r in bucket:
-                if state[r] == GONE_FAR:
-                    self._release(r)
-                    dropped += 1
+            kept = array("i", (r for r in bucket if state[r] == LIVE))
             if kept:
                 self.far[slot] = kept
             else:
                 del self.far[slot]
         self.far_keys = list(self.far)
         heapq.heapify(self.far_keys)
-        self.gone_far = 0
+        self.current = array("i", (r for r in self.current[self.pos:] if state[r] == LIVE))
+        self.pos = 0
+        for r in range(len(state)):
+            if state[r] == GONE:
+                self._release(r)
+                dropped += 1
+        self.gone = 0
         return dropped
 
     # ------------------------------------------------------------------ lookups
@@ -380,8 +454,23 @@ class PendingRows:
             i = (i + 1) & mask
 
     def __contains__(self, send_id: object) -> bool:
-        """True if a send with this id is held."""
-        return type(send_id) is str and self.live > 0 and self.find(send_id) >= 0
+        """True if a send with this id is held (``find``, inlined: every submitted id is looked up)."""
+        if not self.live or type(send_id) is not str:
+            return False
+        try:
+            h = zlib.crc32(send_id.encode())
+        except UnicodeEncodeError:
+            return False
+        k = h if h > 1 else h + 2
+        keys, mask = self.keys, self.mask
+        i = k & mask
+        while True:
+            got = keys[i]
+            if got == _EMPTY:
+                return False
+            if got == k and self.id_of(self.vals[i]) == send_id:
+                return True
+            i = (i + 1) & mask
 
     def of_recipient(self, recipient: str) -> list[int]:
         """The rows holding sends to ``recipient``, in row order."""
@@ -419,34 +508,10 @@ class PendingRows:
         """Every row holding a send, in row order (for explain's compatibility views and tests)."""
         state = self.state
         for row in range(len(state)):
-            if state[row] in (FAR, NEAR):
+            if state[row] == LIVE:
                 yield row
 
     # ------------------------------------------------------------------ the id index
-
-    def _index(self, h: int, row: int) -> None:
-        k = _key(h)
-        keys, mask = self.keys, self.mask
-        i = k & mask
-        while keys[i] > _DELETED:
-            i = (i + 1) & mask
-        if keys[i] == _EMPTY:
-            self.used += 1
-        keys[i] = k
-        self.vals[i] = row
-
-    def _unindex(self, h: int, row: int) -> None:
-        k = _key(h)
-        keys, vals, mask = self.keys, self.vals, self.mask
-        i = k & mask
-        while True:
-            got = keys[i]
-            if got == _EMPTY:
-                raise AssertionError(f"row {row} is not in the id index")
-            if got == k and vals[i] == row:
-                keys[i] = _DELETED
-                return
-            i = (i + 1) & mask
 
     def _rebuild(self) -> None:
         """Grow (or clean) the id index: twice the slots when it is over 30% live, else the same number."""
@@ -456,21 +521,21 @@ class PendingRows:
         keys = array("I", bytes(4 * size))
         vals = array("i", bytes(4 * size))
         mask = size - 1
-        state, idh = self.state, self.idh
+        state, idh, at = self.state, self.idh, self.at
         for row in range(len(state)):
-            st = state[row]
-            if st == FAR or st == NEAR:
+            if state[row] == LIVE:
                 k = _key(idh[row])
                 i = k & mask
                 while keys[i]:
                     i = (i + 1) & mask
                 keys[i] = k
                 vals[i] = row
+                at[row] = i
         self.keys, self.vals, self.mask = keys, vals, mask
         self.used = self.live
 
     def bytes_held(self) -> int:
         """Bytes of the columns, the id index and the blobs (for reports; not counting list slots' over-allocation)."""
-        cols = sum(a.itemsize * len(a) for a in (self.due, self.prio, self.body, self.locale, self.idh,
+        cols = sum(a.itemsize * len(a) for a in (self.due, self.prio, self.body, self.locale, self.idh, self.at,
                                                   self.rec, self.org, self.state, self.keys, self.vals))
         return cols + 8 * len(self.blob) + sum(33 + len(b) for b in self.blob if b is not None)

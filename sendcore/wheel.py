@@ -109,22 +109,6 @@ class TimingWheel(Generic[T]):
             else:
                 bucket.append(held)
 
-    def insert_near(self, due: float, item: T) -> None:
-        """Hold ``item`` in a near bucket until ``due``, whatever slot the wheel is in.
-
-        For items whose due time the wheel cannot read back (``due_of`` does
-        not apply to them): they never go to a far bucket. Popping is
-        unchanged: near buckets leave by tick. O(1) amortised.
-        """
-        self._size += 1
-        k = tick_of(due)
-        bucket = self._near.get(k)
-        if bucket is None:
-            self._near[k] = [item]
-            heapq.heappush(self._near_keys, k)
-        else:
-            bucket.append(item)
-
     def insert_many(self, due: float, items: list[T]) -> None:
         """Hold every item of ``items`` until the same ``due``. O(len(items))."""
         if not items:
@@ -288,13 +272,6 @@ class PriorityWheel(Generic[T]):
         if w is None:
             w = self._wheel(prio)
         w.insert(due, item)
-
-    def insert_near(self, prio: int, due: float, item: T) -> None:
-        """``TimingWheel.insert_near`` at ``prio``."""
-        w = self._wheels.get(prio)
-        if w is None:
-            w = self._wheel(prio)
-        w.insert_near(due, item)
 
     def insert_many(self, prio: int, due: float, items: list[T]) -> None:
         """Hold several items of one priority until the same ``due``."""

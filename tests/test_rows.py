@@ -8,10 +8,11 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from sendcore.rows import FAR, FREE, GONE_NEAR, NEAR, PendingRows
+from sendcore.ledger import Entry
+from sendcore.rows import FREE, GONE, LIVE, PendingRows
 from sendcore.send import Accepted, Origin, Send, Status
 from sendcore.testing.simulate import InstantProvider, drive
-from sendcore.wheel import SPAN, PriorityWheel
+from sendcore.wheel import SPAN
 
 from .helpers import PARIS, at, core, finals, send
 
@@ -114,36 +115,52 @@ def test_cancel_by_recipient_and_origin_scan_finds_exactly_the_matching_rows() -
     assert rows.of_recipient("r3") == []
 
 
-def test_a_row_is_not_reused_while_the_wheel_still_holds_its_number() -> None:
-    """Taken out after its cascade, a row stays GONE until the wheel pops it; only then is it free."""
+def _popped(rows: PendingRows, now: float) -> list[Any]:
+    return rows.pop_many(rows.pop_due(now, 10**9), Entry, lambda e: None)
+
+
+def test_a_row_is_not_reused_while_a_list_still_holds_its_number() -> None:
+    """Taken out after its slot opened, a row stays GONE until the current list lets go; only then is it free."""
     rows = PendingRows()
-    wheel: PriorityWheel[Any] = PriorityWheel()
     due = (int(T0 // SPAN) + 1) * SPAN + 5.0
     r = rows.add(send("a", send_at=due), due, 1, None)
-    assert rows.cascade(due - 4.0, wheel) == 1 and rows.state[r] == NEAR
+    assert _popped(rows, due - 4.0) == [] and list(rows.current) == [r]
     rows.take(r)
-    assert rows.state[r] == GONE_NEAR and r not in rows.free
+    assert rows.state[r] == GONE and r not in rows.free
     r2 = rows.add(send("b", send_at=due + SPAN), due + SPAN, 1, None)
     assert r2 != r
-    assert wheel.pop_due(due) == [r]
-    assert rows.pop(r) is None and rows.state[r] == FREE and r in rows.free
+    assert _popped(rows, due) == []
+    assert rows.state[r] == FREE and r in rows.free and rows.gone == 0
 
 
-def test_cascade_hands_only_due_slots_and_frees_rows_taken_out_before() -> None:
+def test_rows_leave_by_due_instant_never_before_and_slots_open_when_the_clock_enters_them() -> None:
     rows = PendingRows()
-    wheel: PriorityWheel[Any] = PriorityWheel()
     base = (int(T0 // SPAN) + 1) * SPAN
-    a = rows.add(send("a", send_at=base + 1), base + 1, 0, None)
+    a = rows.add(send("a", send_at=base + 9), base + 9, 0, None)
     b = rows.add(send("b", send_at=base + 2), base + 2, 2, None)
-    c = rows.add(send("c", send_at=base + SPAN + 1), base + SPAN + 1, 1, None)
+    c = rows.add(send("c", send_at=base + 1.5), base + 1.5, 2, None)
+    d = rows.add(send("d", send_at=base + SPAN + 1), base + SPAN + 1, 1, None)
     rows.take(b)
     assert rows.next_due() == base
-    assert rows.cascade(base, wheel) == 1
-    assert rows.state[a] == NEAR and rows.state[b] == FREE and rows.state[c] == FAR
-    assert rows.next_due() == base + SPAN
-    assert wheel.pop_due(base + 1) == [a]
-    got = rows.pop(a)
-    assert got is not None and got[0].id == "a" and got[1] == base + 1 and got[2] == 0
+    assert _popped(rows, base) == []
+    assert list(rows.current) == [c, a] and rows.state[b] == FREE and rows.state[d] == LIVE
+    assert rows.next_due() == base + 1.5
+    assert _popped(rows, base + 1.4999) == []
+    got = _popped(rows, base + 1.5)
+    assert [e.send.id for e in got] == ["c"] and got[0].due == base + 1.5 and got[0].prio == 2
+    assert rows.next_due() == base + 9
+    assert [e.send.id for e in _popped(rows, base + 100)] == ["a", "d"]
+    assert rows.next_due() is None and len(rows) == 0
+
+
+def test_pop_due_takes_at_most_the_limit_in_due_order() -> None:
+    rows = PendingRows()
+    base = (int(T0 // SPAN) + 1) * SPAN
+    for i in range(10):
+        rows.add(send(f"s{i}", send_at=base + 10 - i), base + 10 - i, 1, None)
+    first = rows.pop_many(rows.pop_due(base + 60, 4), Entry, lambda e: None)
+    assert [e.send.id for e in first] == ["s9", "s8", "s7", "s6"]
+    assert [e.send.id for e in _popped(rows, base + 60)] == [f"s{i}" for i in range(5, -1, -1)]
 
 
 def test_compaction_drops_rows_taken_out_of_far_buckets() -> None:
@@ -178,9 +195,9 @@ ops = st.lists(st.one_of(
 @given(ops=ops)
 def test_the_store_matches_a_plain_model(ops: list[tuple[Any, ...]]) -> None:
     """Under any mix of adds, cancels and time: find, recipients and live counts match a dict model, and
-    every send added comes back exactly once (popped or taken), never before its due instant."""
+    every send added comes back exactly once (popped or taken), never before its due instant; no row is
+    both held and free."""
     rows = PendingRows()
-    wheel: PriorityWheel[Any] = PriorityWheel()
     now = T0
     model: dict[str, tuple[Send, float]] = {}
     out: set[str] = set()
@@ -203,26 +220,18 @@ def test_the_store_matches_a_plain_model(ops: list[tuple[Any, ...]]) -> None:
                 out.add(sid)
         else:
             now += op[1]
-            rows.cascade(now, wheel)
-            for row in wheel.pop_due(now):
-                got = rows.pop(row)
-                if got is not None:
-                    s, due, _, _ = got
-                    assert due <= now and s == model.pop(s.id)[0]
-                    out.add(s.id)
+            for e in _popped(rows, now):
+                assert e.due <= now and e.send == model.pop(e.send.id)[0]
+                out.add(e.send.id)
         assert len(rows) == len(model)
         for r in range(4):
             assert sorted(rows.id_of(x) for x in rows.of_recipient(f"r{r}")) == \
                 sorted(k for k, (s, _) in model.items() if s.recipient == f"r{r}")
         held = set(rows.rows())
         assert not held & set(rows.free)
-    now += 10 * 86400
-    rows.cascade(now, wheel)
-    for row in wheel.pop_due(now):
-        got = rows.pop(row)
-        if got is not None:
-            model.pop(got[0].id)
-    assert model == {} and len(rows) == 0
+    for e in _popped(rows, now + 10 * 86400):
+        model.pop(e.send.id)
+    assert model == {} and len(rows) == 0 and rows.gone == 0
 
 
 # ---------------------------------------------------------------------------- through the core
@@ -305,15 +314,15 @@ def test_cancel_finds_sends_held_as_rows_by_id_recipient_and_origin() -> None:
     assert Status.SENT in {o.status for o in fin.values()}
 
 
-def test_a_send_cancelled_after_its_cascade_never_leaves_and_its_row_is_not_reused_early() -> None:
+def test_a_send_cancelled_after_its_slot_opened_never_leaves_and_its_row_is_not_reused_early() -> None:
     c = core()
     slot_start = (int(T0 // SPAN) + 1) * SPAN
     c.submit([send("a", send_at=slot_start + 30, origin="transactional")], T0)
     assert _in_rows(c, "a")
-    c.advance(slot_start)  # the slot begins: "a" goes to the wheel as its row number
-    assert c._rows.state[0] == NEAR
+    c.advance(slot_start)  # the slot opens: "a" moves to the current list
+    assert list(c._rows.current) == [0]
     assert c.cancel(slot_start, ids=["a"]).cancelled == ["a"]
-    # New sends far ahead take other rows while the wheel still holds row 0.
+    # New sends far ahead take other rows while the current list still holds row 0.
     c.submit([send(f"b{i}", send_at=slot_start + 3 * HOUR, origin="transactional") for i in range(5)], slot_start)
     assert 0 not in [c._rows.find(f"b{i}") for i in range(5)]
     seen: list[Any] = []
@@ -357,4 +366,4 @@ def test_origins_are_held_by_index() -> None:
     for i, o in enumerate(Origin):
         s = Send(id=f"o{i}", recipient="r", channel="sms", to="+33612345678", origin=o, send_at=T0 + HOUR)
         assert rows.send_of(rows.add(s, T0 + HOUR, 0, None)).origin is o
-    assert rows.state[0] == FAR
+    assert rows.state[0] == LIVE
