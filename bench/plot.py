@@ -35,12 +35,9 @@ STYLE: dict[str, dict[str, Any]] = {
     "heapq (hold + drain)": {"color": "#888888", "marker": "^", "ls": "--"},
     "SortedList (hold + drain)": {"color": "#aaaaaa", "marker": "v", "ls": "-."},
     "APScheduler MemoryJobStore (hold + drain)": {"color": "#333333", "marker": "x", "ls": ":"},
-    "sendcore core structures": {"color": "#d62728", "marker": "o", "lw": 2.4},
-    "sendcore core + Send objects": {"color": "#ff7f0e", "marker": "s", "lw": 2.0},
-    "sendcore core + Send objects, RSS (fresh process)": {"color": "#ff7f0e", "marker": "D", "ls": "none",
-                                                          "markerfacecolor": "none", "markeredgewidth": 2},
-    "sendcore core structures, RSS (fresh process)": {"color": "#d62728", "marker": "D", "ls": "none",
-                                                      "markerfacecolor": "none", "markeredgewidth": 2},
+    "sendcore, the send included (tracemalloc)": {"color": "#d62728", "marker": "o", "lw": 2.4},
+    "sendcore, the send included, RSS (fresh process)": {"color": "#d62728", "marker": "D", "ls": "none",
+                                                         "markerfacecolor": "none", "markeredgewidth": 2},
     "sendcore wheel": {"color": "#1f77b4", "marker": "^", "lw": 2.0},
     "heapq": {"color": "#888888", "marker": "^", "ls": "--"},
     "SortedList": {"color": "#aaaaaa", "marker": "v", "ls": "-."},
@@ -82,11 +79,9 @@ def series(doc: dict[str, Any]) -> tuple[dict[str, dict[int, float]], dict[str, 
             if "bytes_per_pending" in e:
                 mem.setdefault(label, {})[n] = e["bytes_per_pending"]
         elif g == "hold.memory" and b["name"].startswith("rss_per_pending["):
-            mem.setdefault("sendcore core + Send objects, RSS (fresh process)", {})[n] = e["total_bytes_per_pending"]
-            mem.setdefault("sendcore core structures, RSS (fresh process)", {})[n] = e["core_bytes_per_pending"]
+            mem.setdefault("sendcore, the send included, RSS (fresh process)", {})[n] = e["total_bytes_per_pending"]
         elif g == "hold.memory" and b["name"].startswith("bytes_per_pending["):
-            mem.setdefault("sendcore core structures", {})[n] = e["core_bytes"]
-            mem.setdefault("sendcore core + Send objects", {})[n] = e["total_bytes"]
+            mem.setdefault("sendcore, the send included (tracemalloc)", {})[n] = e["total_bytes"]
     return speed, mem
 
 

@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         "rss_start": rss0, "rss_built": rss1, "rss_setup": rss2, "rss_after": rss3, "peak_rss": peak,
         # What the run itself added at its peak, over the process before it.
         "peak_growth": peak - rss2,
-        # Held after the run: for ``hold``, the core's pending sends (the Send objects were built before).
+        # Held after the run: for ``hold``, the core's pending sends (the Send objects were built before and
+        # stay counted in ``workload_bytes``); for ``hold-stream``, everything, the sends included.
         "held_growth": rss3 - rss2,
         "workload_bytes": rss1 - rss0,
         "info": {k: v for k, v in t.info.items() if isinstance(v, (int, float, str, dict))},
