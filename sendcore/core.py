@@ -203,7 +203,8 @@ class Core:
         out = dict(self.ledger.pending)
         for row in rows.rows():
             s = rows.send_of(row)
-            out[s.id] = Entry(send=s, due=rows.due[row], prio=rows.prio[row], locale=rows.locale_of(row))
+            out[s.id] = Entry(send=s, due=rows.due[row], prio=rows.prio[row], locale=rows.locale_of(row),
+                              hold=rows.hold_of(row))
         return out
 
     @property
@@ -300,7 +301,8 @@ class Core:
         if rows.live and send_id not in self.ledger.pending:
             row = rows.find(send_id)
             if row >= 0:
-                return Explanation(send_id=send_id, state="scheduled", rule="send_at", earliest=rows.due[row])
+                return Explanation(send_id=send_id, state="scheduled", rule=rows.hold_of(row) or "send_at",
+                                   earliest=rows.due[row])
         return explain(self.ledger, self.dispatch, send_id, self._now)
 
     # ------------------------------------------------------------------ submit
@@ -614,8 +616,16 @@ class Core:
         self.ledger.move(entry, SCHEDULED)
         entry.due = until
         entry.hold = reason.value
-        self._wheel.insert(entry.prio, until, entry)
         s = entry.send
+        # Held past the current slot (quiet hours until the morning, say), a send that never left goes back
+        # to the pending store, so a campaign held overnight costs what it did before its first due time.
+        rows = self._rows
+        if (entry.route is None and entry.attempt == 0 and not entry.reserved
+                and until // SPAN > max(rows.slot, self._now // SPAN)
+                and rows.add(s, until, entry.prio, entry.locale, entry.hold) >= 0):
+            self.ledger.drop(entry)
+        else:
+            self._wheel.insert(entry.prio, until, entry)
         self.ledger.event(Outcome(send_id=s.id, status=Status.DEFERRED, reason=reason, at=self._now,
                                   attempt=entry.attempt, detail=detail, channel=s.channel,
                                   recipient=s.recipient, until=until))

@@ -159,6 +159,25 @@ class Ledger:
                 lst.append(e)
                 self.origin_live[oid] += 1
 
+    def drop(self, e: Entry) -> None:
+        """Forget pending ``e`` without an outcome: it moved to the pending store (``rows``), which holds it now.
+
+        It leaves ``pending`` and the indexes, and is marked ``DEAD`` so the
+        lists that may still name it skip it.
+        """
+        s = e.send
+        self.by_where[e.where] -= 1
+        e.where = DEAD
+        del self.pending[s.id]
+        rec = s.recipient
+        got = self.by_recipient.get(rec)
+        if got is e:
+            del self.by_recipient[rec]
+        elif got is not None:
+            self._unindex_recipient(rec, got, e)
+        if s.origin_id:
+            self._unindex_origin(s.origin_id)
+
     def of_recipient(self, recipient: str) -> list[Entry]:
         """The entries indexed under ``recipient`` (finished ones may linger until unindexed)."""
         got = self.by_recipient.get(recipient)

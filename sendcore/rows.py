@@ -10,9 +10,9 @@ column      type            holds
 blob        list of bytes   the send, MessagePack, without its body (~95 B)
 due         float64         the instant it is held until
 prio        int8            its priority
+hold        uint8           the rule that deferred it there, if one did (for explain)
 body        uint32          its body, interned: one copy per distinct body
 locale      uint32          its ``Locale``, interned
-idh         uint32          CRC-32 of its id (the id index's key)
 at          uint32          where the id index holds it (so removal probes nothing)
 rec, org    uint32          CRC-32 of recipient, origin_id (0: free / none)
 state       uint8           FREE, LIVE, or GONE (below)
@@ -72,7 +72,7 @@ from typing import Any, Iterator, Optional
 import msgspec
 
 from .locale_types import Locale
-from .send import Origin, Send
+from .send import Origin, Reason, Send
 from .wheel import SPAN
 
 __all__ = ["PendingRows"]
@@ -94,6 +94,9 @@ _force = msgspec.structs.force_setattr
 # The fields the positional blob leaves out; all unset (None) for it to apply. One C call reads them.
 _rare = operator.attrgetter("priority", "timezone", "carrier", "provider", "sender", "local_send_at", "metadata")
 _UNSET = (None,) * 7
+# What may hold a row back (explain's rule): none, or the reason a policy deferred it for.
+_HOLDS: tuple[Optional[str], ...] = (None, *(r.value for r in Reason))
+_HOLD_CODE = {h: i for i, h in enumerate(_HOLDS)}
 _replace = msgspec.structs.replace
 
 
@@ -125,9 +128,9 @@ class PendingRows:
         self.blob: list[Optional[bytes]] = []
         self.due = array("d")
         self.prio = array("b")
+        self.hold = array("B")
         self.body = array("I")
         self.locale = array("I")
-        self.idh = array("I")
         self.at = array("I")
         self.rec = array("I")
         self.org = array("I")
@@ -167,7 +170,7 @@ class PendingRows:
 
     # ------------------------------------------------------------------ rows
 
-    def add(self, s: Send, due: float, prio: int, locale: Optional[Locale]) -> int:
+    def add(self, s: Send, due: float, prio: int, locale: Optional[Locale], hold: Optional[str] = None) -> int:
         """Hold ``s`` until ``due``; return its row, or -1 if it cannot be held as a row (it stays an object).
 
         ``due`` must satisfy ``holds``. Runtime complexity: O(1) amortised.
@@ -227,9 +230,9 @@ class PendingRows:
             self.blob[row] = blob
             self.due[row] = due
             self.prio[row] = prio
+            self.hold[row] = _HOLD_CODE[hold]
             self.body[row] = bid
             self.locale[row] = lid
-            self.idh[row] = h
             self.at[row] = i
             self.rec[row] = rh
             self.org[row] = oh
@@ -239,9 +242,9 @@ class PendingRows:
             self.blob.append(blob)
             self.due.append(due)
             self.prio.append(prio)
+            self.hold.append(_HOLD_CODE[hold])
             self.body.append(bid)
             self.locale.append(lid)
-            self.idh.append(h)
             self.at.append(i)
             self.rec.append(rh)
             self.org.append(oh)
@@ -277,6 +280,10 @@ class PendingRows:
         assert blob is not None, f"row {row} holds no send"
         return _DEC_ANY.decode(blob)[0] if blob[0] == _ARRAY8 else _DEC_SEND.decode(blob).id
 
+    def hold_of(self, row: int) -> Optional[str]:
+        """The rule that deferred the send in ``row`` here, or None (it was submitted due then)."""
+        return _HOLDS[self.hold[row]]
+
     def locale_of(self, row: int) -> Optional[Locale]:
         """The locale the send in ``row`` was accepted with."""
         return self.locale_list[self.locale[row]]
@@ -297,6 +304,7 @@ class PendingRows:
         blobs, body, bodies, text_of, refs, body_free = (self.blob, self.body, self.bodies, self.body_text,
                                                           self.body_refs, self.body_free)
         state, keys, at, rec, org, due, prio = self.state, self.keys, self.at, self.rec, self.org, self.due, self.prio
+        hold, holds = self.hold, _HOLDS
         locale, locales, free = self.locale, self.locale_list, self.free
         dec, dec_send, origins = _DEC_ANY.decode, _DEC_SEND.decode, _ORIGINS
         made = 0
@@ -330,7 +338,7 @@ class PendingRows:
             org[row] = 0
             state[row] = FREE
             free.append(row)
-            e = entry(send=s, due=due[row], prio=prio[row], locale=locales[locale[row]])
+            e = entry(send=s, due=due[row], prio=prio[row], locale=locales[locale[row]], hold=holds[hold[row]])
             add(e)
             out.append(e)
             made += 1
@@ -514,17 +522,19 @@ class PendingRows:
     # ------------------------------------------------------------------ the id index
 
     def _rebuild(self) -> None:
-        """Grow (or clean) the id index: twice the slots when it is over 30% live, else the same number."""
+        """Grow (or clean) the id index: twice the slots when it is over 30% live, else the same number.
+
+        Walks the old index, not the rows: O(its slots), which the adds since the last rebuild paid for.
+        """
         size = self.mask + 1
         if (self.live + 1) * 10 > size * 3:
             size *= 2
         keys = array("I", bytes(4 * size))
         vals = array("i", bytes(4 * size))
         mask = size - 1
-        state, idh, at = self.state, self.idh, self.at
-        for row in range(len(state)):
-            if state[row] == LIVE:
-                k = _key(idh[row])
+        at = self.at
+        for k, row in zip(self.keys, self.vals):
+            if k > _DELETED:
                 i = k & mask
                 while keys[i]:
                     i = (i + 1) & mask
@@ -536,6 +546,6 @@ class PendingRows:
 
     def bytes_held(self) -> int:
         """Bytes of the columns, the id index and the blobs (for reports; not counting list slots' over-allocation)."""
-        cols = sum(a.itemsize * len(a) for a in (self.due, self.prio, self.body, self.locale, self.idh, self.at,
+        cols = sum(a.itemsize * len(a) for a in (self.due, self.prio, self.hold, self.body, self.locale, self.at,
                                                   self.rec, self.org, self.state, self.keys, self.vals))
         return cols + 8 * len(self.blob) + sum(33 + len(b) for b in self.blob if b is not None)

@@ -367,3 +367,26 @@ def test_origins_are_held_by_index() -> None:
         s = Send(id=f"o{i}", recipient="r", channel="sms", to="+33612345678", origin=o, send_at=T0 + HOUR)
         assert rows.send_of(rows.add(s, T0 + HOUR, 0, None)).origin is o
     assert rows.state[0] == LIVE
+
+
+def test_a_campaign_held_overnight_by_quiet_hours_waits_as_rows_and_leaves_in_the_morning() -> None:
+    """Deferred past the current slot, a send that never left goes back to the store (with its rule for explain)."""
+    c = core()
+    night = at(PARIS, 2027, 1, 13, 23, 0)
+    sends = [send(f"n{i}", origin="campaign", body="Sale: 30% off tonight only") for i in range(200)]
+    c.submit(sends, night)
+    c.advance(night)
+    deferred = [o for o in c.drain_outcomes() if o.status is Status.DEFERRED]
+    assert len(deferred) == 200 and c._rows.live == 200 and not c.ledger.pending
+    assert c.stats().scheduled == 200 and c.pending == 200
+    ex = c.explain("n7")
+    assert ex is not None and ex.state == "scheduled" and ex.rule == "quiet_hours"
+    assert ex.earliest == next(o.until for o in deferred if o.send_id == "n7")
+    assert c._pending["n7"].hold == "quiet_hours"
+    seen: list[Any] = []
+    drive(c, night + 18 * HOUR, InstantProvider(), start=night, outcomes=seen)
+    sent = {o.send_id: o.at for o in seen if o.status is Status.SENT}
+    assert set(sent) == {s.id for s in sends}
+    until = {o.send_id: o.until for o in deferred}
+    assert all(sent[k] >= until[k] for k in sent)
+    assert all(at(PARIS, 2027, 1, 14, 8, 0) <= t for t in sent.values())
