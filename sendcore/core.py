@@ -621,7 +621,7 @@ class Core:
         # to the pending store, so a campaign held overnight costs what it did before its first due time.
         rows = self._rows
         if (entry.route is None and entry.attempt == 0 and not entry.reserved
-                and until // SPAN > max(rows.slot, self._now // SPAN)
+                and rows.holds(until, self._now)
                 and rows.add(s, until, entry.prio, entry.locale, entry.hold) >= 0):
             self.ledger.drop(entry)
         else:

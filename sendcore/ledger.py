@@ -169,14 +169,7 @@ class Ledger:
         self.by_where[e.where] -= 1
         e.where = DEAD
         del self.pending[s.id]
-        rec = s.recipient
-        got = self.by_recipient.get(rec)
-        if got is e:
-            del self.by_recipient[rec]
-        elif got is not None:
-            self._unindex_recipient(rec, got, e)
-        if s.origin_id:
-            self._unindex_origin(s.origin_id)
+        self._unindex(e)
 
     def of_recipient(self, recipient: str) -> list[Entry]:
         """The entries indexed under ``recipient`` (finished ones may linger until unindexed)."""
@@ -214,14 +207,7 @@ class Ledger:
         final[status] = final.get(status, 0) + 1
         if status is not _SENT:
             self.reasons[reason] = self.reasons.get(reason, 0) + 1
-        rec = s.recipient
-        got = self.by_recipient.get(rec)
-        if got is e:
-            del self.by_recipient[rec]
-        elif got is not None:
-            self._unindex_recipient(rec, got, e)
-        if s.origin_id:
-            self._unindex_origin(s.origin_id)
+        self._unindex(e)
 
     def finish_accepted(self, entries: list[Entry], results: Sequence[Any], now: float,
                         provider: str, route: Any) -> list[tuple[Entry, Any]]:
@@ -276,6 +262,18 @@ class Ledger:
         if n:
             self.final[sent] = self.final.get(sent, 0) + n
         return others
+
+    def _unindex(self, e: Entry) -> None:
+        """Take ``e`` out of the recipient and origin indexes."""
+        s = e.send
+        rec = s.recipient
+        got = self.by_recipient.get(rec)
+        if got is e:
+            del self.by_recipient[rec]
+        elif got is not None:
+            self._unindex_recipient(rec, got, e)
+        if s.origin_id:
+            self._unindex_origin(s.origin_id)
 
     def _unindex_recipient(self, rec: str, got: Any, e: Entry) -> None:
         if type(got) is list:
