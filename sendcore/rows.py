@@ -15,6 +15,8 @@ body        uint32          its body, interned: one copy per distinct body
 locale      uint32          its ``Locale``, interned
 at          uint32          where the id index holds it (so removal probes nothing)
 rec, org    uint32          CRC-32 of recipient, origin_id (0: free / none)
+rprev       int32           the previous row of its recipient chain (-1: none)
+rnext       int32           the next row of its recipient chain (-1: none)
 state       uint8           FREE, LIVE, or GONE (below)
 ==========  ==============  ================================================
 
@@ -51,13 +53,18 @@ Indexes
 By id: open addressing with linear probing over two uint32 arrays (the id's
 CRC-32 and the row), kept at most 60% full; every hit is checked against the
 decoded id, so hash collisions cost a decode, never a wrong answer. By
-recipient and origin id: their CRC-32 columns, scanned at C speed with
-``bytes.find`` (O(rows) at C speed), each hit checked the same way.
+recipient: a second open-addressing table from the recipient's CRC-32 to the
+head of a doubly linked chain of its rows (``rprev``/``rnext``), so a cancel
+by recipient (every unsubscribe) walks only that recipient's rows, and a row
+leaves its chain in O(1). By origin id (a campaign's cancel, rare and bulk):
+the CRC-32 column, scanned at C speed with ``bytes.find``. Every hit of either
+is checked against the decoded send.
 
 Complexity: add, take and ``find`` O(1) amortised (growing the id index
 rebuilds it, O(n) once per doubling); opening a slot O(k log k) in C for its
-k rows; ``pop_due`` O(log k) plus O(1) per row; ``of_recipient`` and
-``of_origin`` O(n) at C speed plus a decode per hit.
+k rows; ``pop_due`` O(log k) plus O(1) per row; ``of_recipient`` O(rows of
+that CRC-32) plus a decode each; ``of_origin`` O(n) at C speed plus a decode
+per hit.
 """
 
 from __future__ import annotations
@@ -131,6 +138,8 @@ class PendingRows:
         self.rec = array("I")
         self.org = array("I")
         self.state = array("B")
+        self.rprev = array("i")
+        self.rnext = array("i")
         self.free: list[int] = []
         self.live = 0
         self.gone = 0
@@ -154,6 +163,27 @@ class PendingRows:
         self.vals = array("i", bytes(4 * 1024))
         self.mask = 1023
         self.used = 0  # slots holding a key or a deleted marker
+        # The recipient index: CRC-32 key -> the head row of its chain.
+        self.rkeys = array("I", bytes(4 * 1024))
+        self.rvals = array("i", bytes(4 * 1024))
+        self.rmask = 1023
+        self.rused = 0  # slots holding a key or a deleted marker
+        self.rchains = 0  # slots holding a key
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A store pickled before the recipient index existed: build it from the rows.
+        self.__dict__.update(state)
+        if "rkeys" not in state:
+            n = len(self.state)
+            self.rprev = array("i", [-1]) * n
+            self.rnext = array("i", [-1]) * n
+            self.rkeys = array("I", bytes(4 * 1024))
+            self.rvals = array("i", bytes(4 * 1024))
+            self.rmask, self.rused, self.rchains = 1023, 0, 0
+            for row in range(n):
+                if self.state[row] == LIVE:
+                    self.rec[row] = _key(zlib.crc32(self.send_of(row).recipient.encode()))
+                    self._link(row, self.rec[row])
 
     def __len__(self) -> int:
         """Sends held."""
@@ -209,7 +239,7 @@ class PendingRows:
         if (self.used + 1) * 5 > (self.mask + 1) * 3:
             self._rebuild()
         h = zlib.crc32(s.id.encode())
-        rh = zlib.crc32(s.recipient.encode()) or 1
+        rh = _key(zlib.crc32(s.recipient.encode()))
         oh = (zlib.crc32(s.origin_id.encode()) or 1) if s.origin_id else 0
         # The id index (see _index, inlined: this is the path every held send takes).
         k = h if h > 1 else h + 2
@@ -234,6 +264,8 @@ class PendingRows:
             self.org[row] = oh
             self.state[row] = LIVE
         else:
+            self.rprev.append(-1)
+            self.rnext.append(-1)
             row = len(self.blob)
             self.blob.append(blob)
             self.due.append(due)
@@ -246,6 +278,7 @@ class PendingRows:
             self.org.append(oh)
             self.state.append(LIVE)
         self.vals[i] = row
+        self._link(row, rh)
         self.live += 1
         slot = int(due // SPAN)
         bucket = self.far.get(slot)
@@ -300,7 +333,7 @@ class PendingRows:
         blobs, body, bodies, text_of, refs, body_free = (self.blob, self.body, self.bodies, self.body_text,
                                                           self.body_refs, self.body_free)
         state, keys, at, rec, org, due, prio = self.state, self.keys, self.at, self.rec, self.org, self.due, self.prio
-        hold, holds = self.hold, _HOLDS
+        hold, holds, rprev, rnext = self.hold, _HOLDS, self.rprev, self.rnext
         locale, locales, free = self.locale, self.locale_list, self.free
         dec, dec_send, origins = _DEC_ANY.decode, _DEC_SEND.decode, _ORIGINS
         made = 0
@@ -330,6 +363,14 @@ class PendingRows:
                     body_free.append(bid)
             blobs[row] = None
             keys[at[row]] = _DELETED
+            # Out of its recipient chain (_unlink, inlined).
+            p, n = rprev[row], rnext[row]
+            if n >= 0:
+                rprev[n] = p
+            if p >= 0:
+                rnext[p] = n
+            else:
+                self._rehead(rec[row], n)
             rec[row] = 0
             org[row] = 0
             state[row] = FREE
@@ -353,6 +394,7 @@ class PendingRows:
                 self.body_text[bid] = ""
                 self.body_free.append(bid)
         self.keys[self.at[row]] = _DELETED
+        self._unlink(row)
         self.rec[row] = 0
         self.org[row] = 0
         self.live -= 1
@@ -481,7 +523,22 @@ class PendingRows:
         h = _crc_of_query(recipient)
         if h < 0:
             return []
-        rows = self._scan(self.rec, h or 1)
+        k = _key(h)
+        keys, mask = self.rkeys, self.rmask
+        i = k & mask
+        while True:
+            got = keys[i]
+            if got == _EMPTY:
+                return []
+            if got == k:
+                break
+            i = (i + 1) & mask
+        rows = []
+        row, rnext = self.rvals[i], self.rnext
+        while row >= 0:
+            rows.append(row)
+            row = rnext[row]
+        rows.sort()
         return [r for r in rows if self.send_of(r).recipient == recipient]
 
     def of_origin(self, origin_id: str) -> list[int]:
@@ -540,8 +597,82 @@ class PendingRows:
         self.keys, self.vals, self.mask = keys, vals, mask
         self.used = self.live
 
+    # ------------------------------------------------------------------ the recipient index
+
+    def _link(self, row: int, k: int) -> None:
+        """Make ``row`` the head of the chain of recipient key ``k``. O(1) expected."""
+        if (self.rused + 1) * 5 > (self.rmask + 1) * 3:
+            self._rebuild_recipients()
+        keys, mask = self.rkeys, self.rmask
+        i = k & mask
+        spare = -1
+        while True:
+            got = keys[i]
+            if got == k:
+                head = self.rvals[i]
+                self.rnext[row] = head
+                self.rprev[row] = -1
+                self.rprev[head] = row
+                self.rvals[i] = row
+                return
+            if got == _EMPTY:
+                break
+            if got == _DELETED and spare < 0:
+                spare = i
+            i = (i + 1) & mask
+        if spare >= 0:
+            i = spare
+        else:
+            self.rused += 1
+        keys[i] = k
+        self.rvals[i] = row
+        self.rnext[row] = -1
+        self.rprev[row] = -1
+        self.rchains += 1
+
+    def _unlink(self, row: int) -> None:
+        """Take ``row`` out of its recipient chain. O(1) expected."""
+        p, n = self.rprev[row], self.rnext[row]
+        if n >= 0:
+            self.rprev[n] = p
+        if p >= 0:
+            self.rnext[p] = n
+        else:
+            self._rehead(self.rec[row], n)
+
+    def _rehead(self, k: int, head: int) -> None:
+        """The chain of recipient key ``k`` now starts at ``head`` (-1: it is empty and its key goes)."""
+        keys, mask = self.rkeys, self.rmask
+        i = k & mask
+        while keys[i] != k:
+            i = (i + 1) & mask
+        if head >= 0:
+            self.rvals[i] = head
+        else:
+            keys[i] = _DELETED
+            self.rchains -= 1
+
+    def _rebuild_recipients(self) -> None:
+        """Grow (or clean) the recipient index, walking its own slots, as ``_rebuild`` does the id index."""
+        size = self.rmask + 1
+        if (self.rchains + 1) * 10 > size * 3:
+            size *= 2
+        keys = array("I", bytes(4 * size))
+        vals = array("i", bytes(4 * size))
+        mask = size - 1
+        for k, head in zip(self.rkeys, self.rvals):
+            if k > _DELETED:
+                i = k & mask
+                while keys[i]:
+                    i = (i + 1) & mask
+                keys[i] = k
+                vals[i] = head
+        self.rkeys, self.rvals, self.rmask = keys, vals, mask
+        self.rused = self.rchains
+
     def bytes_held(self) -> int:
         """Bytes of the columns, the id index and the blobs (for reports; not counting list slots' over-allocation)."""
         cols = sum(a.itemsize * len(a) for a in (self.due, self.prio, self.hold, self.body, self.locale, self.at,
-                                                  self.rec, self.org, self.state, self.keys, self.vals))
+                                                  self.rec, self.org, self.state, self.keys, self.vals,
+                                                  self.rprev, self.rnext, self.rkeys, self.rvals))
         return cols + 8 * len(self.blob) + sum(33 + len(b) for b in self.blob if b is not None)

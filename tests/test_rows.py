@@ -102,7 +102,7 @@ def test_the_id_index_grows_and_every_id_stays_found() -> None:
     assert len(rows) == n // 2
 
 
-def test_cancel_by_recipient_and_origin_scan_finds_exactly_the_matching_rows() -> None:
+def test_cancel_by_recipient_and_origin_finds_exactly_the_matching_rows() -> None:
     rows = PendingRows()
     for i in range(300):
         rows.add(send(f"s{i}", recipient=f"r{i % 7}", origin_id=f"camp-{i % 3}", send_at=T0 + HOUR), T0 + HOUR, 1, None)
@@ -113,6 +113,59 @@ def test_cancel_by_recipient_and_origin_scan_finds_exactly_the_matching_rows() -
     for r in want:
         rows.take(r)
     assert rows.of_recipient("r3") == []
+
+
+def test_recipients_with_the_same_hash_share_a_chain_and_are_told_apart() -> None:
+    """Two recipients whose CRC-32 collide are linked in one chain; each lookup returns only its own rows,
+    and either can leave (by pop or take, at the chain's head, middle or tail) without losing the other."""
+    a, b = _collision()
+    rows = PendingRows()
+    due = T0 + HOUR
+    for i in range(6):
+        rows.add(send(f"s{i}", recipient=(a, b)[i % 2], send_at=due + i), due + i, 1, None)
+    assert rows.of_recipient(a) == [0, 2, 4] and rows.of_recipient(b) == [1, 3, 5]
+    assert rows.rchains == 1
+    rows.take(5)  # the chain's head (the last added)
+    rows.take(2)  # its middle
+    assert rows.of_recipient(a) == [0, 4] and rows.of_recipient(b) == [1, 3]
+    left = _popped(rows, due + 3.5)
+    assert sorted(e.send.id for e in left) == ["s0", "s1", "s3"]
+    assert rows.of_recipient(a) == [4] and rows.of_recipient(b) == []
+    _popped(rows, due + 10)
+    assert rows.of_recipient(a) == [] and rows.rchains == 0
+
+
+def test_the_recipient_index_grows_and_reuses_the_slots_of_emptied_chains() -> None:
+    rows = PendingRows()
+    due = T0 + HOUR
+    n = 5000
+    for i in range(n):
+        rows.add(send(f"s{i}", recipient=f"+3361{i:07d}", send_at=due), due, 1, None)
+    assert rows.rmask + 1 >= n * 10 // 6 and rows.rchains == n
+    assert all(rows.of_recipient(f"+3361{i:07d}") == [i] for i in range(0, n, 97))
+    size = rows.rmask + 1
+    for round_ in range(4):  # churn: every chain empties and a new one takes its place
+        _popped(rows, due)
+        due += HOUR
+        for i in range(n):
+            rows.add(send(f"t{round_}-{i}", recipient=f"+3362{round_}{i:06d}", send_at=due), due, 1, None)
+    assert rows.rchains == n and rows.rmask + 1 <= 2 * size
+    assert rows.of_recipient(f"+33623{4999:06d}") != [] and rows.of_recipient("+33610000000") == []
+
+
+def test_a_store_pickled_without_the_recipient_index_builds_it_when_loaded() -> None:
+    rows = PendingRows()
+    for i in range(50):
+        rows.add(send(f"s{i}", recipient=f"r{i % 5}", send_at=T0 + HOUR), T0 + HOUR, 1, None)
+    rows.take(7)
+    state = dict(rows.__dict__)
+    for k in ("rkeys", "rvals", "rmask", "rused", "rchains", "rprev", "rnext"):
+        del state[k]
+    state["rec"] = type(rows.rec)("I", (0 if rows.state[r] != LIVE else 1 for r in range(50)))  # old hashes
+    old = PendingRows.__new__(PendingRows)
+    old.__setstate__(state)
+    assert old.of_recipient("r2") == [r for r in range(50) if r % 5 == 2 and r != 7]
+    assert old.of_recipient("r3") == [r for r in range(50) if r % 5 == 3]
 
 
 def _popped(rows: PendingRows, now: float) -> list[Any]:
