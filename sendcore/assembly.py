@@ -54,11 +54,11 @@ def assemble(settings: Settings, host: PluginHost) -> Assembly:
                 f"(registered: {', '.join(sorted(names)) or 'none'})"
             )
     specs = {p.name: spec_of(p, settings.providers.get(p.name)) for p in providers}
-    resolve_timezone, lookup_carrier, policies = host.timezone_resolver(), host.carrier_lookup(), host.policies()
+    resolve_timezone, lookup_carrier, policies = host.timezone_resolver(), host.carrier_lookup(), host.policy_chain()
 
     def build(s: Settings, provider_specs: list[ProviderSpec]) -> Core:
         return Core(s, providers=provider_specs, resolve_timezone=resolve_timezone,
-                    lookup_carrier=lookup_carrier, policies=policies)
+                    lookup_carrier=lookup_carrier, chain=policies)
 
     return Assembly({p.name: p for p in providers}, specs, build)
 

@@ -29,14 +29,10 @@ from .history import History
 from .intake import PHONE_CHANNELS, Intake, zone_ok
 from .ledger import DEAD, IN_FLIGHT, QUEUED, SCHEDULED, Entry, Ledger
 from .locale import LocaleResolver
-from .policies.base import Policy, Stage
+from .policies import builtin
+from .policies.base import Policy, PolicyContext, PolicyFactory, Stage, build_policy
 from .policies.error_segment import ErrorSegment
-from .policies.expiry import Expiry
-from .policies.frequency_caps import FrequencyCaps
 from .policies.jurisdictions import load_packs
-from .policies.quiet_hours import QuietHours
-from .policies.smart_sending import SmartSending
-from .policies.spacing import Spacing
 from .policies.suppression import Suppression
 from .provider import DeliveryReport, ProviderSpec, spec_of
 from .routes import Route, limits_for
@@ -121,7 +117,11 @@ class Core:
     ``providers`` are the specs of the providers sends may go to.
     ``resolve_timezone(send)`` and ``lookup_carrier(send)`` are the plugin
     hooks (None when no plugin implements them). ``policies`` are extra
-    policy objects, run after the built-in ones at the stages they declare.
+    policies (or policy factories, ``factory(PolicyContext) -> Policy``), run
+    after the built-in ones at the stages they declare. ``chain``, when
+    given, is the whole chain instead, built-ins included (the engine passes
+    what its plugins registered: ``sendcore.policies.builtin`` first unless
+    blocked).
     """
 
     def __init__(
@@ -131,7 +131,8 @@ class Core:
         *,
         resolve_timezone: Optional[Callable[[Send], Optional[str]]] = None,
         lookup_carrier: Optional[Callable[[Send], Optional[str]]] = None,
-        policies: Sequence[Policy] = (),
+        policies: Sequence[Union[Policy, PolicyFactory]] = (),
+        chain: Optional[Sequence[Union[Policy, PolicyFactory]]] = None,
     ) -> None:
         self.settings = settings = settings or Settings()
         providers_by_name: dict[str, ProviderState] = {}
@@ -158,20 +159,13 @@ class Core:
         self._slot = {o: r if r > 0.001 else 0.0 for o in Origin
                       for r in (d.resolution(o.value),)}
 
+        #: The suppression list and the error segment: the core's state, whichever policies read them.
         self.suppression = Suppression()
         self.error_segment = ErrorSegment(settings.error_segment)
-        self.quiet_hours = QuietHours(settings, packs)
+        context = PolicyContext(settings, self.history, packs, self.suppression, self.error_segment)
+        items = [*builtin.FACTORIES, *policies] if chain is None else list(chain)
         #: Every policy in the order it runs; built-ins first.
-        self.policies: list[Policy] = [
-            Expiry(),
-            self.suppression,
-            self.error_segment,
-            self.quiet_hours,
-            SmartSending(settings, self.history),
-            FrequencyCaps(self.history),
-            Spacing(list(settings.spacing), self.history),
-            *policies,
-        ]
+        self.policies: list[Policy] = [build_policy(item, context) for item in items]
         verdicts = Verdicts(self)
         self._admit = PolicyChain(self.policies, Stage.ADMIT, SCHEDULED, verdicts, ledger)
         #: Routes, pacing, provider slots and batches.

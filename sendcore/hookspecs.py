@@ -105,7 +105,13 @@ def sendcore_register_policies(register: Callable[[Any], None], settings: Settin
     Called once, when the engine starts, for every plugin, with the engine's
     ``settings`` (take the argument only if you need it). Call
     ``register(policy)`` with a ``sendcore.policies.base.Policy`` (an object
-    with ``name``, ``stages`` and ``check(entries, now, stage, verdicts)``).
+    with ``name``, ``stages`` and ``check(entries, now, stage, verdicts)``),
+    or with a factory ``f(context) -> Policy`` taking a
+    ``sendcore.policies.base.PolicyContext``: it is called once per core with
+    that core's settings and state, so a core rebuilt from the journal gets
+    a policy built from the recorded settings. The built-in policies are
+    registered the same way, first, by the ``sendcore-builtin-policies``
+    plugin (``sendcore.policies.builtin``), which a block list can remove.
     The resulting order is visible in ``engine.policies``. All
     implementations are called (not firstresult); the return value is ignored.
 

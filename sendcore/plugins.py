@@ -32,6 +32,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import ConfigError, SendcoreError
+from .policies.base import check_policy, is_factory
 
 if TYPE_CHECKING:
     from .send import Outcome, Send
@@ -149,7 +150,7 @@ class PluginHost:
         self._blocked: list[str] = []
         self._providers: Union[list[Any], None] = None
         self._provider_plugin: dict[str, str] = {}
-        self._policies: Union[list[Any], None] = None
+        self._policies: Union[list[tuple[Any, str]], None] = None
 
     # Loading
 
@@ -170,6 +171,13 @@ class PluginHost:
             return
         # Mark first: a failure leaves the host unusable rather than half-loaded twice.
         self._loaded = True
+        # The built-in policies are a plugin like any other (pytest's default plugins), blockable by name.
+        from .policies import builtin
+
+        if self._allowed_builtin(builtin.NAME):
+            self._pm.register(builtin, name=builtin.NAME)  # not listed in plugins(): it is part of sendcore
+        else:
+            self._blocked.append(builtin.NAME)
         if self._load_entrypoints:
             self._load_installed()
         for obj in self._extra:
@@ -247,6 +255,10 @@ class PluginHost:
             return False
         return not (keys & set(self._env_block) or keys & set(self._conf_block))
 
+    def _allowed_builtin(self, name: str) -> bool:
+        # Only a block list names it: allow lists choose among installed plugins.
+        return name not in self._env_block and name not in self._conf_block
+
     @staticmethod
     def _object_name(obj: Any) -> str:
         name = getattr(obj, "__name__", None)
@@ -302,7 +314,8 @@ class PluginHost:
 
     @property
     def blocked(self) -> list[str]:
-        """Entry-point names of installed plugins the allow/block lists kept out."""
+        """Entry-point names of installed plugins the allow/block lists kept out (and the built-in policies'
+        plugin, ``sendcore-builtin-policies``, when a block list names it)."""
         self.load()
         return list(self._blocked)
 
@@ -360,10 +373,21 @@ class PluginHost:
         return self._provider_plugin[provider_name]
 
     def policies(self) -> list[Any]:
-        """The extra policies all plugins registered, validated, in call order; collected once."""
+        """The extra policies (and policy factories) plugins registered besides the built-in ones, validated,
+        in call order; collected once."""
+        from .policies import builtin
+
+        return [p for p, plugin in self._policy_items() if plugin != builtin.NAME]
+
+    def policy_chain(self) -> list[Any]:
+        """Every policy and policy factory registered, in call order: the built-in plugin's first (unless it
+        is blocked), then the others'. This is the chain the engine's core runs."""
+        return [p for p, _ in self._policy_items()]
+
+    def _policy_items(self) -> list[tuple[Any, str]]:
         self.load()
         if self._policies is None:
-            self._policies = [p for p, _ in self._collect("sendcore_register_policies", _validate_policy)]
+            self._policies = self._collect("sendcore_register_policies", _validate_policy)
         return list(self._policies)
 
     # Per-send hooks
@@ -479,11 +503,9 @@ def _validate_provider(obj: Any, plugin: str) -> None:
 
 
 def _validate_policy(obj: Any, plugin: str) -> None:
-    """Refuse a policy object the core could not call, naming the plugin."""
-    label = f"plugin {plugin!r} registered a policy {type(obj).__name__}"
-    if not isinstance(getattr(obj, "name", None), str) or not obj.name:
-        raise PluginError(f"{label} without a `name` (a non-empty str)")
-    if not callable(getattr(obj, "check", None)):
-        raise PluginError(f"{label} without a `check(entries, now, stage, verdicts)` method")
-    if getattr(obj, "stages", None) is None:
-        raise PluginError(f"{label} without `stages` (sendcore.policies.base.Stage flags)")
+    """Refuse a policy object the core could not call, naming the plugin (a factory is checked when called)."""
+    if is_factory(obj):
+        return
+    problem = check_policy(obj)
+    if problem:
+        raise PluginError(f"plugin {plugin!r} registered a policy {type(obj).__name__} {problem}")

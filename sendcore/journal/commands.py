@@ -35,7 +35,7 @@ def _build(settings: Any, specs: list[Any]) -> Any:
 
     host = PluginHost(settings)
     return Core(settings, providers=specs, resolve_timezone=host.timezone_resolver(),
-                lookup_carrier=host.carrier_lookup(), policies=host.policies())
+                lookup_carrier=host.carrier_lookup(), chain=host.policy_chain())
 
 
 def _directory(path: str) -> Path:

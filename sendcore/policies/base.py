@@ -11,13 +11,18 @@ per-send exceptions and logging.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Union
 
 if TYPE_CHECKING:
+    from ..history import History
     from ..ledger import Entry
     from ..send import Reason
+    from ..settings import Settings
+    from .error_segment import ErrorSegment
+    from .jurisdictions import JurisdictionPack
+    from .suppression import Suppression
 
-__all__ = ["Policy", "Stage", "Verdicts"]
+__all__ = ["Policy", "PolicyContext", "PolicyFactory", "Stage", "Verdicts", "build_policy", "check_policy", "is_factory"]
 
 
 class Stage(enum.IntFlag):
@@ -55,3 +60,62 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} stages={self.stages!r}>"
+
+
+class PolicyContext:
+    """What a policy factory builds its policy from: one core's settings and the state it shares with it.
+
+    A core is built from its own settings (at start, and again from the
+    journal's recorded settings at recovery), so a policy that depends on
+    settings is registered as a factory and built once per core.
+    """
+
+    __slots__ = ("settings", "history", "packs", "suppression", "error_segment")
+
+    def __init__(self, settings: Settings, history: History, packs: list[JurisdictionPack],
+                 suppression: Suppression, error_segment: ErrorSegment) -> None:
+        #: The core's settings.
+        self.settings = settings
+        #: What was sent to whom and when (frequency caps, smart sending, spacing).
+        self.history = history
+        #: The jurisdiction packs the settings name, loaded.
+        self.packs = packs
+        #: The core's suppression list (``Core.suppress`` and provider answers write to it).
+        self.suppression = suppression
+        #: The core's error segment (R13; provider answers write to it).
+        self.error_segment = error_segment
+
+
+#: A callable that builds a policy for one core: ``factory(context) -> Policy``.
+PolicyFactory = Callable[[PolicyContext], Policy]
+
+
+def is_factory(obj: Any) -> bool:
+    """True if ``obj`` is a policy factory (a callable without ``check``), not a policy."""
+    return callable(obj) and not hasattr(obj, "check")
+
+
+def check_policy(obj: Any) -> Union[str, None]:
+    """What keeps ``obj`` from being a policy the core can call, or None if nothing does."""
+    if not isinstance(getattr(obj, "name", None), str) or not obj.name:
+        return "without a `name` (a non-empty str)"
+    if not callable(getattr(obj, "check", None)):
+        return "without a `check(entries, now, stage, verdicts)` method"
+    if getattr(obj, "stages", None) is None:
+        return "without `stages` (sendcore.policies.base.Stage flags)"
+    return None
+
+
+def build_policy(item: Any, context: PolicyContext) -> Policy:
+    """``item`` if it is a policy, else the policy its factory builds for ``context``; TypeError if neither."""
+    if is_factory(item):
+        label = getattr(item, "__qualname__", repr(item))
+        got = item(context)
+        problem = check_policy(got)
+        if problem:
+            raise TypeError(f"policy factory {label} returned {type(got).__name__} {problem}")
+        return got  # type: ignore[no-any-return]
+    problem = check_policy(item)
+    if problem:
+        raise TypeError(f"policy {type(item).__name__} {problem}")
+    return item  # type: ignore[no-any-return]
