@@ -249,6 +249,12 @@ class Guard:
             self.say(f"  {mem['total_bytes']:.0f} B per pending send held by the core, the send included")
         self.value("core_bytes_per_pending", mem["core_bytes"])
         self.value("total_bytes_per_pending", mem["total_bytes"])
+        n = p.memory_sizes[-1]
+        self.say(f"hold.memory tracemalloc, SCENARIOS sends (zones, local send times, distinct OTP bodies) n={n:,}")
+        mem = M.core_bytes(n, "scenario")
+        self.record("hold.memory", "bytes_per_pending_scenario", {"n": n}, [0.0], mem)
+        self.say(f"  {mem['total_bytes']:.0f} B per pending send held by the core, the send included")
+        self.value("scenario_bytes_per_pending", mem["total_bytes"])
         M.clear_cache()
 
     def holders(self) -> None:

@@ -282,7 +282,7 @@ def case_submit_stream(n: int) -> Callable[[], dict[str, Any]]:
     return run
 
 
-def core_bytes(n: int) -> dict[str, float]:
+def core_bytes(n: int, source: str = "hold") -> dict[str, float]:
     """Bytes per pending send held by a core, by tracemalloc (deterministic for a given code and workload).
 
     The caller's ``Send`` objects are dropped after the submit: ``total_bytes``
@@ -294,15 +294,24 @@ def core_bytes(n: int) -> dict[str, float]:
     beside the caller's objects. Sends share one body string. RSS is read
     in a fresh process instead (``bench.rss``): in this one, freed pages are
     reused.
+
+    ``source="scenario"`` holds the SCENARIOS day's sends instead
+    (``make_scenario``: every send names its timezone, campaigns a local send
+    time, OTP bodies are distinct), submitted at the day's start.
     """
     settings = all_policies_settings()
     clear_cache()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    sends = make_sends(n, HOLD_START)
+    if source == "scenario":
+        sc = make_scenario(n)
+        sends, at, providers = sc.sends, sc.start, scenario_providers()
+        del sc
+    else:
+        sends, at, providers = make_sends(n, HOLD_START), HOLD_START - 10, [INSTANT_SPEC]
     after_sends = tracemalloc.get_traced_memory()[0]
-    core = Core(settings, [INSTANT_SPEC])
-    core.submit(sends, HOLD_START - 10)
+    core = Core(settings, providers)
+    core.submit(sends, at)
     del sends
     gc.collect()
     held = tracemalloc.get_traced_memory()[0]

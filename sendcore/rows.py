@@ -22,8 +22,16 @@ state       uint8           FREE, LIVE, or GONE (below)
 
 The blob is a positional array ``[id, recipient, channel, to, origin,
 origin_id, send_at, expires_at]`` when the send sets no rarer field (the common
-case), or the ``Send``'s own MessagePack map otherwise; its first byte tells
-them apart. Decoding either gives back a ``Send`` equal to the one accepted.
+case). A send that also sets a timezone, a local send time, a carrier,
+provider, sender, priority, tags or one of the two switches is a *coded*
+array of 15: ``[id, recipient, to, origin_id, send_at, expires_at, priority,
+tags, flags, channel, timezone, carrier, provider, sender, local_send_at]``
+with the last six as codes into one table of distinct strings (zones, local
+times, carriers: few distinct values across millions of sends, so a campaign
+send held with its zone and local time costs about 60 bytes, not 170). A send
+with metadata or datetimes is the ``Send``'s own MessagePack map. The first
+byte tells them apart; decoding any gives back a ``Send`` equal to the one
+accepted.
 
 Where a row waits
 -----------------
@@ -53,17 +61,18 @@ Indexes
 By id: open addressing with linear probing over two uint32 arrays (the id's
 CRC-32 and the row), kept at most 60% full; every hit is checked against the
 decoded id, so hash collisions cost a decode, never a wrong answer. By
-recipient: a second open-addressing table from the recipient's CRC-32 to the
-head of a doubly linked chain of its rows (``rprev``/``rnext``), so a cancel
-by recipient (every unsubscribe) walks only that recipient's rows, and a row
-leaves its chain in O(1). By origin id (a campaign's cancel, rare and bulk):
+recipient: buckets keyed by the recipient's CRC-32 (one bucket per two held
+rows at most, 4 bytes each), each the head of a doubly linked chain of its
+rows (``rprev``/``rnext``), so a cancel by recipient (every unsubscribe) walks
+that recipient's rows and the few others sharing its bucket, and a row leaves
+its chain in O(1). By origin id (a campaign's cancel, rare and bulk):
 the CRC-32 column, scanned at C speed with ``bytes.find``. Every hit of either
 is checked against the decoded send.
 
 Complexity: add, take and ``find`` O(1) amortised (growing the id index
 rebuilds it, O(n) once per doubling); opening a slot O(k log k) in C for its
 k rows; ``pop_due`` O(log k) plus O(1) per row; ``of_recipient`` O(rows of
-that CRC-32) plus a decode each; ``of_origin`` O(n) at C speed plus a decode
+its bucket) plus a decode per CRC-32 match; ``of_origin`` O(n) at C speed plus a decode
 per hit.
 """
 
@@ -91,6 +100,8 @@ GONE = 2  # taken out early; a far bucket or the current list still holds its nu
 
 _EMPTY, _DELETED = 0, 1  # id index keys that are no hash (a hash of 0 or 1 is stored as 2 or 3)
 _ARRAY8 = 0x98  # MessagePack fixarray of 8: the positional blob
+_WIDE = 0x9F  # MessagePack fixarray of 15: the coded positional blob
+_MAX_CODES = 65_536  # distinct coded strings; past it, sends with a new one are held as MessagePack maps
 
 _ENC = msgspec.msgpack.Encoder()
 _DEC_ANY = msgspec.msgpack.Decoder()
@@ -158,28 +169,31 @@ class PendingRows:
         self.body_free: list[int] = []
         self.locales: dict[Locale, int] = {}
         self.locale_list: list[Optional[Locale]] = [None]
+        # Coded strings of the coded blob (0 is None): channels, zones, local times, carriers, senders.
+        self.codes: dict[str, int] = {}
+        self.code_text: list[Optional[str]] = [None]
         # The id index.
         self.keys = array("I", bytes(4 * 1024))
         self.vals = array("i", bytes(4 * 1024))
         self.mask = 1023
         self.used = 0  # slots holding a key or a deleted marker
-        # The recipient index: CRC-32 key -> the head row of its chain.
-        self.rkeys = array("I", bytes(4 * 1024))
-        self.rvals = array("i", bytes(4 * 1024))
+        # The recipient index: bucket (recipient key & rmask) -> the head row of its chain (-1: none).
+        self.rheads = array("i", [-1]) * 1024
         self.rmask = 1023
-        self.rused = 0  # slots holding a key or a deleted marker
-        self.rchains = 0  # slots holding a key
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A store pickled before the recipient index existed: build it from the rows.
         self.__dict__.update(state)
-        if "rkeys" not in state:
+        if "codes" not in state:
+            self.codes, self.code_text = {}, [None]
+        if "rheads" not in state:
+            for old in ("rkeys", "rvals", "rused", "rchains"):
+                self.__dict__.pop(old, None)
             n = len(self.state)
             self.rprev = array("i", [-1]) * n
             self.rnext = array("i", [-1]) * n
-            self.rkeys = array("I", bytes(4 * 1024))
-            self.rvals = array("i", bytes(4 * 1024))
-            self.rmask, self.rused, self.rchains = 1023, 0, 0
+            self.rheads = array("i", [-1]) * 1024
+            self.rmask = 1023
             for row in range(n):
                 if self.state[row] == LIVE:
                     self.rec[row] = _key(zlib.crc32(self.send_of(row).recipient.encode()))
@@ -205,6 +219,12 @@ class PendingRows:
         if (_rare(s) == _UNSET and not s.tags and s.smart_sending is True and s.quiet_hours is True
                 and (sa is None or type(sa) is float) and (ex is None or type(ex) is float)):
             blob = _ENC.encode((s.id, s.recipient, s.channel, s.to, _ORIGIN_INDEX[s.origin], s.origin_id, sa, ex))
+        elif (s.metadata is None and (sa is None or type(sa) is float) and (ex is None or type(ex) is float)
+              and type(s.tags) is tuple and type(s.smart_sending) is bool and type(s.quiet_hours) is bool
+              and (s.priority is None or type(s.priority) is int)
+              and (coded := self._coded(s)) is not None):
+            blob = _ENC.encode((s.id, s.recipient, s.to, s.origin_id, sa, ex, s.priority, s.tags,
+                                _ORIGIN_INDEX[s.origin] | s.smart_sending << 2 | s.quiet_hours << 3, *coded))
         else:
             try:
                 blob = _ENC.encode(_replace(s, body="") if s.body else s)
@@ -298,16 +318,45 @@ class PendingRows:
             sid, rec, ch, to, o, oid, sa, ex = _DEC_ANY.decode(blob)
             return Send(id=sid, recipient=rec, channel=ch, to=to, origin=_ORIGINS[o], origin_id=oid,
                         send_at=sa, expires_at=ex, body=text)
+        if blob[0] == _WIDE:
+            return self._wide(blob, text)
         s = _DEC_SEND.decode(blob)
         if text:
             _force(s, "body", text)
         return s
 
+    def _coded(self, s: Send) -> Optional[tuple[int, ...]]:
+        """The codes of ``s``'s channel, timezone, carrier, provider, sender and local send time (0: None),
+        adding the strings not seen before; None once the table is full and one is new."""
+        codes = self.codes
+        out = []
+        for text in (s.channel, s.timezone, s.carrier, s.provider, s.sender, s.local_send_at):
+            if text is None:
+                out.append(0)
+                continue
+            c = codes.get(text)
+            if c is None:
+                if type(text) is not str or len(self.code_text) >= _MAX_CODES:
+                    return None
+                c = codes[text] = len(self.code_text)
+                self.code_text.append(text)
+            out.append(c)
+        return tuple(out)
+
+    def _wide(self, blob: bytes, text: str) -> Send:
+        """The send of a coded blob (see the module docstring), with body ``text``."""
+        sid, rec, to, oid, sa, ex, pr, tags, flags, ch, tz, ca, pv, se, ls = _DEC_ANY.decode(blob)
+        t = self.code_text
+        return Send(id=sid, recipient=rec, channel=t[ch], to=to, origin=_ORIGINS[flags & 3], origin_id=oid,
+                    send_at=sa, body=text, priority=pr, tags=tuple(tags) if tags else (), timezone=t[tz],
+                    carrier=t[ca], provider=t[pv], sender=t[se], expires_at=ex, local_send_at=t[ls],
+                    smart_sending=bool(flags & 4), quiet_hours=bool(flags & 8))
+
     def id_of(self, row: int) -> str:
         """The id of the send in ``row``."""
         blob = self.blob[row]
         assert blob is not None, f"row {row} holds no send"
-        return _DEC_ANY.decode(blob)[0] if blob[0] == _ARRAY8 else _DEC_SEND.decode(blob).id
+        return _DEC_ANY.decode(blob)[0] if blob[0] in (_ARRAY8, _WIDE) else _DEC_SEND.decode(blob).id
 
     def hold_of(self, row: int) -> Optional[str]:
         """The rule that deferred the send in ``row`` here, or None (it was submitted due then)."""
@@ -333,7 +382,7 @@ class PendingRows:
         blobs, body, bodies, text_of, refs, body_free = (self.blob, self.body, self.bodies, self.body_text,
                                                           self.body_refs, self.body_free)
         state, keys, at, rec, org, due, prio = self.state, self.keys, self.at, self.rec, self.org, self.due, self.prio
-        hold, holds, rprev, rnext = self.hold, _HOLDS, self.rprev, self.rnext
+        hold, holds, rprev, rnext, rheads, rmask = self.hold, _HOLDS, self.rprev, self.rnext, self.rheads, self.rmask
         locale, locales, free = self.locale, self.locale_list, self.free
         dec, dec_send, origins = _DEC_ANY.decode, _DEC_SEND.decode, _ORIGINS
         made = 0
@@ -350,6 +399,8 @@ class PendingRows:
                 sid, r, ch, to, o, oid, sa, ex = dec(blob)
                 s = Send(id=sid, recipient=r, channel=ch, to=to, origin=origins[o], origin_id=oid,
                          send_at=sa, expires_at=ex, body=text)
+            elif blob[0] == _WIDE:  # type: ignore[index]
+                s = self._wide(blob, text)  # type: ignore[arg-type]
             else:
                 s = dec_send(blob)
                 if text:
@@ -370,7 +421,7 @@ class PendingRows:
             if p >= 0:
                 rnext[p] = n
             else:
-                self._rehead(rec[row], n)
+                rheads[rec[row] & rmask] = n
             rec[row] = 0
             org[row] = 0
             state[row] = FREE
@@ -524,19 +575,12 @@ class PendingRows:
         if h < 0:
             return []
         k = _key(h)
-        keys, mask = self.rkeys, self.rmask
-        i = k & mask
-        while True:
-            got = keys[i]
-            if got == _EMPTY:
-                return []
-            if got == k:
-                break
-            i = (i + 1) & mask
         rows = []
-        row, rnext = self.rvals[i], self.rnext
+        rec, rnext = self.rec, self.rnext
+        row = self.rheads[k & self.rmask]
         while row >= 0:
-            rows.append(row)
+            if rec[row] == k:
+                rows.append(row)
             row = rnext[row]
         rows.sort()
         return [r for r in rows if self.send_of(r).recipient == recipient]
@@ -600,79 +644,48 @@ class PendingRows:
     # ------------------------------------------------------------------ the recipient index
 
     def _link(self, row: int, k: int) -> None:
-        """Make ``row`` the head of the chain of recipient key ``k``. O(1) expected."""
-        if (self.rused + 1) * 5 > (self.rmask + 1) * 3:
-            self._rebuild_recipients()
-        keys, mask = self.rkeys, self.rmask
-        i = k & mask
-        spare = -1
-        while True:
-            got = keys[i]
-            if got == k:
-                head = self.rvals[i]
-                self.rnext[row] = head
-                self.rprev[row] = -1
-                self.rprev[head] = row
-                self.rvals[i] = row
-                return
-            if got == _EMPTY:
-                break
-            if got == _DELETED and spare < 0:
-                spare = i
-            i = (i + 1) & mask
-        if spare >= 0:
-            i = spare
-        else:
-            self.rused += 1
-        keys[i] = k
-        self.rvals[i] = row
-        self.rnext[row] = -1
+        """Make ``row`` (recipient key ``k``) the head of its bucket's chain. O(1) amortised."""
+        if self.live >= 2 * (self.rmask + 1):
+            self._regrow()
+        b = k & self.rmask
+        head = self.rheads[b]
+        self.rnext[row] = head
         self.rprev[row] = -1
-        self.rchains += 1
+        if head >= 0:
+            self.rprev[head] = row
+        self.rheads[b] = row
 
     def _unlink(self, row: int) -> None:
-        """Take ``row`` out of its recipient chain. O(1) expected."""
+        """Take ``row`` out of its bucket's chain. O(1)."""
         p, n = self.rprev[row], self.rnext[row]
         if n >= 0:
             self.rprev[n] = p
         if p >= 0:
             self.rnext[p] = n
         else:
-            self._rehead(self.rec[row], n)
+            self.rheads[self.rec[row] & self.rmask] = n
 
-    def _rehead(self, k: int, head: int) -> None:
-        """The chain of recipient key ``k`` now starts at ``head`` (-1: it is empty and its key goes)."""
-        keys, mask = self.rkeys, self.rmask
-        i = k & mask
-        while keys[i] != k:
-            i = (i + 1) & mask
-        if head >= 0:
-            self.rvals[i] = head
-        else:
-            keys[i] = _DELETED
-            self.rchains -= 1
-
-    def _rebuild_recipients(self) -> None:
-        """Grow (or clean) the recipient index, walking its own slots, as ``_rebuild`` does the id index."""
-        size = self.rmask + 1
-        if (self.rchains + 1) * 10 > size * 3:
-            size *= 2
-        keys = array("I", bytes(4 * size))
-        vals = array("i", bytes(4 * size))
-        mask = size - 1
-        for k, head in zip(self.rkeys, self.rvals):
-            if k > _DELETED:
-                i = k & mask
-                while keys[i]:
-                    i = (i + 1) & mask
-                keys[i] = k
-                vals[i] = head
-        self.rkeys, self.rvals, self.rmask = keys, vals, mask
-        self.rused = self.rchains
+    def _regrow(self) -> None:
+        """Twice the buckets (about two rows a bucket at most), relinking every held row. O(live), once a doubling."""
+        old = self.rheads
+        self.rmask = mask = 2 * len(old) - 1
+        self.rheads = heads = array("i", [-1]) * (mask + 1)
+        rec, rprev, rnext = self.rec, self.rprev, self.rnext
+        for row in old:
+            while row >= 0:
+                after = rnext[row]
+                b = rec[row] & mask
+                head = heads[b]
+                rnext[row] = head
+                rprev[row] = -1
+                if head >= 0:
+                    rprev[head] = row
+                heads[b] = row
+                row = after
 
     def bytes_held(self) -> int:
         """Bytes of the columns, the id index and the blobs (for reports; not counting list slots' over-allocation)."""
         cols = sum(a.itemsize * len(a) for a in (self.due, self.prio, self.hold, self.body, self.locale, self.at,
                                                   self.rec, self.org, self.state, self.keys, self.vals,
-                                                  self.rprev, self.rnext, self.rkeys, self.rvals))
+                                                  self.rprev, self.rnext, self.rheads))
         return cols + 8 * len(self.blob) + sum(33 + len(b) for b in self.blob if b is not None)

@@ -40,21 +40,48 @@ def _in_rows(c: Any, sid: str) -> bool:
 # ---------------------------------------------------------------------------- the store itself
 
 
-def test_a_send_comes_back_equal_from_either_encoding() -> None:
-    """The positional blob (common fields only) and the full map (rarer fields set) both decode to an equal Send."""
+def test_a_send_comes_back_equal_from_every_encoding() -> None:
+    """The positional blob (common fields only), the coded one (zones, local times, carriers ...) and the full
+    map (metadata) all decode to an equal Send, through send_of and through pop_many."""
     rows = PendingRows()
     plain = send("a", send_at=T0 + HOUR, body="Your code", expires_at=T0 + 2 * HOUR, origin_id="cart")
     rare = send("b", send_at=T0 + HOUR, body="Sale ☕", tags=("vip", "fr"), priority=4, sender="ACME",
                 timezone="Europe/Paris", metadata={"k": [1, 2.5, "x", None, True], "n": {"a": 1}},
                 smart_sending=False, quiet_hours=False, carrier="orange", provider="sandbox")
+    coded = send("d", send_at=None, body="Sale", tags=("vip",), priority=-3, sender="ACME", timezone="Asia/Tokyo",
+                 local_send_at="2027-01-14T10:00", smart_sending=False, carrier="orange", provider="sandbox",
+                 origin=Origin.CAMPAIGN, origin_id="bf")
+    zone_only = send("e", send_at=T0 + HOUR, timezone="Europe/Paris", quiet_hours=False, origin=Origin.FLOW)
     empty_body = send("c", send_at=T0 + HOUR, body="")
-    for s in (plain, rare, empty_body):
+    for s in (plain, rare, empty_body, coded, zone_only):
         row = rows.add(s, T0 + HOUR, 1, None)
         assert row >= 0
         assert rows.send_of(row) == s
         assert rows.id_of(row) == s.id
-    assert rows.blob[0][0] == 0x98 and rows.blob[1][0] != 0x98  # positional vs map
-    assert len(rows) == 3
+    assert [b[0] for b in rows.blob] == [0x98, 0xDE, 0x98, 0x9F, 0x9F]  # positional, map, positional, coded, coded
+    assert len(rows.blob[3]) < 70  # the zone, local time, carrier, sender and provider are codes
+    assert len(rows) == 5
+    assert sorted((e.send for e in _popped(rows, T0 + 2 * HOUR)), key=lambda x: x.id) == \
+        sorted((plain, rare, empty_body, coded, zone_only), key=lambda x: x.id)
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tags=st.lists(_text, max_size=3).map(tuple), priority=st.none() | st.integers(-9, 9),
+       timezone=st.none() | st.sampled_from(["Europe/Paris", "America/New_York"]), carrier=st.none() | _text,
+       sender=st.none() | _text, local=st.none() | st.just("2027-01-14T10:00"), flags=st.tuples(st.booleans(), st.booleans()),
+       origin=st.sampled_from(list(Origin)), body=_text, expires=st.none() | st.floats(1e9, 2e9))
+def test_any_send_held_as_a_row_comes_back_equal(tags: Any, priority: Any, timezone: Any, carrier: Any, sender: Any,
+                                                 local: Any, flags: Any, origin: Any, body: str, expires: Any) -> None:
+    rows = PendingRows()
+    s = send("x", send_at=None if local else T0 + HOUR, body=body, tags=tags, priority=priority, timezone=timezone,
+             carrier=carrier, sender=sender, local_send_at=local, smart_sending=flags[0], quiet_hours=flags[1],
+             origin=origin, expires_at=expires)
+    row = rows.add(s, T0 + HOUR, 1, None)
+    assert rows.send_of(row) == s
+    assert _popped(rows, T0 + HOUR)[0].send == s
 
 
 def test_metadata_that_would_not_come_back_the_same_stays_an_object() -> None:
@@ -124,7 +151,6 @@ def test_recipients_with_the_same_hash_share_a_chain_and_are_told_apart() -> Non
     for i in range(6):
         rows.add(send(f"s{i}", recipient=(a, b)[i % 2], send_at=due + i), due + i, 1, None)
     assert rows.of_recipient(a) == [0, 2, 4] and rows.of_recipient(b) == [1, 3, 5]
-    assert rows.rchains == 1
     rows.take(5)  # the chain's head (the last added)
     rows.take(2)  # its middle
     assert rows.of_recipient(a) == [0, 4] and rows.of_recipient(b) == [1, 3]
@@ -132,16 +158,16 @@ def test_recipients_with_the_same_hash_share_a_chain_and_are_told_apart() -> Non
     assert sorted(e.send.id for e in left) == ["s0", "s1", "s3"]
     assert rows.of_recipient(a) == [4] and rows.of_recipient(b) == []
     _popped(rows, due + 10)
-    assert rows.of_recipient(a) == [] and rows.rchains == 0
+    assert rows.of_recipient(a) == [] and list(rows.rheads) == [-1] * len(rows.rheads)
 
 
-def test_the_recipient_index_grows_and_reuses_the_slots_of_emptied_chains() -> None:
+def test_the_recipient_index_grows_with_the_rows_and_keeps_every_row_linked_once() -> None:
     rows = PendingRows()
     due = T0 + HOUR
     n = 5000
     for i in range(n):
         rows.add(send(f"s{i}", recipient=f"+3361{i:07d}", send_at=due), due, 1, None)
-    assert rows.rmask + 1 >= n * 10 // 6 and rows.rchains == n
+    assert n // 2 <= rows.rmask + 1 <= n
     assert all(rows.of_recipient(f"+3361{i:07d}") == [i] for i in range(0, n, 97))
     size = rows.rmask + 1
     for round_ in range(4):  # churn: every chain empties and a new one takes its place
@@ -149,7 +175,14 @@ def test_the_recipient_index_grows_and_reuses_the_slots_of_emptied_chains() -> N
         due += HOUR
         for i in range(n):
             rows.add(send(f"t{round_}-{i}", recipient=f"+3362{round_}{i:06d}", send_at=due), due, 1, None)
-    assert rows.rchains == n and rows.rmask + 1 <= 2 * size
+    assert rows.rmask + 1 == size  # as many rows held as before: no growth
+    chains = [0] * len(rows.rheads)
+    for head in range(len(rows.rheads)):
+        row = rows.rheads[head]
+        while row >= 0:
+            chains[head] += 1
+            row = rows.rnext[row]
+    assert sum(chains) == n and max(chains) < 16  # every held row is linked once; buckets stay short
     assert rows.of_recipient(f"+33623{4999:06d}") != [] and rows.of_recipient("+33610000000") == []
 
 
@@ -159,7 +192,7 @@ def test_a_store_pickled_without_the_recipient_index_builds_it_when_loaded() -> 
         rows.add(send(f"s{i}", recipient=f"r{i % 5}", send_at=T0 + HOUR), T0 + HOUR, 1, None)
     rows.take(7)
     state = dict(rows.__dict__)
-    for k in ("rkeys", "rvals", "rmask", "rused", "rchains", "rprev", "rnext"):
+    for k in ("rheads", "rmask", "rprev", "rnext"):
         del state[k]
     state["rec"] = type(rows.rec)("I", (0 if rows.state[r] != LIVE else 1 for r in range(50)))  # old hashes
     old = PendingRows.__new__(PendingRows)
