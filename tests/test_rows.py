@@ -65,6 +65,22 @@ def test_a_send_comes_back_equal_from_every_encoding() -> None:
         sorted((plain, rare, empty_body, coded, zone_only), key=lambda x: x.id)
 
 
+def test_past_the_code_table_limit_a_send_with_a_new_string_is_held_as_a_map(monkeypatch: Any) -> None:
+    """The table of coded strings is bounded: once full, a send naming a string not in it is held as its map
+    (and comes back equal); sends naming only known strings stay coded."""
+    import sendcore.rows as rows_module
+
+    monkeypatch.setattr(rows_module, "_MAX_CODES", 4)  # None, "sms", "Europe/Paris", "S0"
+    rows = PendingRows()
+    sends = [send(f"k{i}", send_at=T0 + HOUR, timezone="Europe/Paris", sender=f"S{i % 2}") for i in range(4)]
+    held = [rows.add(s, T0 + HOUR, 1, None) for s in sends]
+    coded = [rows.blob[r][0] == 0x9F for r in held]
+    assert coded == [True, False, True, False]  # "S1" found the table full: those two are maps
+    assert all(rows.blob[r][0] != 0x98 for r in held)
+    assert rows.code_text == [None, "sms", "Europe/Paris", "S0"]
+    assert [rows.send_of(r) for r in held] == sends
+
+
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 
 
