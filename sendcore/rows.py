@@ -20,18 +20,18 @@ rnext       int32           the next row of its recipient chain (-1: none)
 state       uint8           FREE, LIVE, or GONE (below)
 ==========  ==============  ================================================
 
-The blob is a positional array ``[id, recipient, channel, to, origin,
-origin_id, send_at, expires_at]`` when the send sets no rarer field (the common
-case). A send that also sets a timezone, a local send time, a carrier,
-provider, sender, priority, tags or one of the two switches is a *coded*
-array of 15: ``[id, recipient, to, origin_id, send_at, expires_at, priority,
-tags, flags, channel, timezone, carrier, provider, sender, local_send_at]``
-with the last six as codes into one table of distinct strings (zones, local
-times, carriers: few distinct values across millions of sends, so a campaign
-send held with its zone and local time costs about 60 bytes, not 170). A send
-with metadata or datetimes is the ``Send``'s own MessagePack map. The first
-byte tells them apart; decoding any gives back a ``Send`` equal to the one
-accepted.
+The blob is a positional array ``[id, recipient, to, origin_id, send_at,
+expires_at, template]``: the fields that differ from send to send, and the
+number of a *template*, a ``Send`` holding the ones that take few distinct
+values across millions of sends (channel, origin, priority, tags, timezone,
+carrier, provider, sender, local send time, the two switches). A campaign
+send naming its zone and local time so costs about 60 bytes, not the 170 of
+its MessagePack map, and decodes as one C-level ``structs.replace`` of its
+template. A send with metadata or datetimes, or once the table holds 65,536
+templates one needing a new one, is held as the ``Send``'s own map. The first
+byte tells them apart (a store written before templates may also hold
+8-field arrays, still read); decoding any gives back a ``Send`` equal to the
+one accepted.
 
 Where a row waits
 -----------------
@@ -99,19 +99,19 @@ LIVE = 1  # holds a pending send, in a far bucket or the current list
 GONE = 2  # taken out early; a far bucket or the current list still holds its number
 
 _EMPTY, _DELETED = 0, 1  # id index keys that are no hash (a hash of 0 or 1 is stored as 2 or 3)
-_ARRAY8 = 0x98  # MessagePack fixarray of 8: the positional blob
-_WIDE = 0x9F  # MessagePack fixarray of 15: the coded positional blob
-_MAX_CODES = 65_536  # distinct coded strings; past it, sends with a new one are held as MessagePack maps
+_ARRAY8 = 0x98  # MessagePack fixarray of 8: the positional blob of stores written before templates (read only)
+_ARRAY7 = 0x97  # MessagePack fixarray of 7: the templated blob
+_MAX_TEMPLATES = 65_536  # distinct templates; past it, a send needing a new one is held as its MessagePack map
 
 _ENC = msgspec.msgpack.Encoder()
 _DEC_ANY = msgspec.msgpack.Decoder()
 _DEC_SEND = msgspec.msgpack.Decoder(Send)
 _ORIGINS = tuple(Origin)
-_ORIGIN_INDEX = {o: i for i, o in enumerate(_ORIGINS)}
 _force = msgspec.structs.force_setattr
 # The fields the positional blob leaves out; all unset (None) for it to apply. One C call reads them.
-_rare = operator.attrgetter("priority", "timezone", "carrier", "provider", "sender", "local_send_at", "metadata")
-_UNSET = (None,) * 7
+# What a template holds: the fields that take few distinct values across millions of sends.
+_shape = operator.attrgetter("channel", "origin", "priority", "tags", "timezone", "carrier", "provider", "sender",
+                             "local_send_at", "smart_sending", "quiet_hours")
 # What may hold a row back (explain's rule): none, or the reason a policy deferred it for.
 _HOLDS: tuple[Optional[str], ...] = (None, *(r.value for r in Reason))
 _HOLD_CODE = {h: i for i, h in enumerate(_HOLDS)}
@@ -169,9 +169,9 @@ class PendingRows:
         self.body_free: list[int] = []
         self.locales: dict[Locale, int] = {}
         self.locale_list: list[Optional[Locale]] = [None]
-        # Coded strings of the coded blob (0 is None): channels, zones, local times, carriers, senders.
-        self.codes: dict[str, int] = {}
-        self.code_text: list[Optional[str]] = [None]
+        # Templates: a Send with only its low-cardinality fields set, by those fields (see the module docstring).
+        self.template_of: dict[tuple[Any, ...], int] = {}
+        self.templates: list[Send] = []
         # The id index.
         self.keys = array("I", bytes(4 * 1024))
         self.vals = array("i", bytes(4 * 1024))
@@ -184,8 +184,8 @@ class PendingRows:
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A store pickled before the recipient index existed: build it from the rows.
         self.__dict__.update(state)
-        if "codes" not in state:
-            self.codes, self.code_text = {}, [None]
+        if "templates" not in state:
+            self.template_of, self.templates = {}, []
         if "rheads" not in state:
             for old in ("rkeys", "rvals", "rused", "rchains"):
                 self.__dict__.pop(old, None)
@@ -216,15 +216,9 @@ class PendingRows:
         ``due`` must satisfy ``holds``. Runtime complexity: O(1) amortised.
         """
         sa, ex = s.send_at, s.expires_at
-        if (_rare(s) == _UNSET and not s.tags and s.smart_sending is True and s.quiet_hours is True
-                and (sa is None or type(sa) is float) and (ex is None or type(ex) is float)):
-            blob = _ENC.encode((s.id, s.recipient, s.channel, s.to, _ORIGIN_INDEX[s.origin], s.origin_id, sa, ex))
-        elif (s.metadata is None and (sa is None or type(sa) is float) and (ex is None or type(ex) is float)
-              and type(s.tags) is tuple and type(s.smart_sending) is bool and type(s.quiet_hours) is bool
-              and (s.priority is None or type(s.priority) is int)
-              and (coded := self._coded(s)) is not None):
-            blob = _ENC.encode((s.id, s.recipient, s.to, s.origin_id, sa, ex, s.priority, s.tags,
-                                _ORIGIN_INDEX[s.origin] | s.smart_sending << 2 | s.quiet_hours << 3, *coded))
+        if (s.metadata is None and (sa is None or type(sa) is float) and (ex is None or type(ex) is float)
+                and (t := self._template(s)) >= 0):
+            blob = _ENC.encode((s.id, s.recipient, s.to, s.origin_id, sa, ex, t))
         else:
             try:
                 blob = _ENC.encode(_replace(s, body="") if s.body else s)
@@ -318,45 +312,40 @@ class PendingRows:
             sid, rec, ch, to, o, oid, sa, ex = _DEC_ANY.decode(blob)
             return Send(id=sid, recipient=rec, channel=ch, to=to, origin=_ORIGINS[o], origin_id=oid,
                         send_at=sa, expires_at=ex, body=text)
-        if blob[0] == _WIDE:
-            return self._wide(blob, text)
+        if blob[0] == _ARRAY7:
+            sid, rec, to, oid, sa, ex, t = _DEC_ANY.decode(blob)
+            return _replace(self.templates[t], id=sid, recipient=rec, to=to, origin_id=oid, send_at=sa,
+                            expires_at=ex, body=text)
         s = _DEC_SEND.decode(blob)
         if text:
             _force(s, "body", text)
         return s
 
-    def _coded(self, s: Send) -> Optional[tuple[int, ...]]:
-        """The codes of ``s``'s channel, timezone, carrier, provider, sender and local send time (0: None),
-        adding the strings not seen before; None once the table is full and one is new."""
-        codes = self.codes
-        out = []
-        for text in (s.channel, s.timezone, s.carrier, s.provider, s.sender, s.local_send_at):
-            if text is None:
-                out.append(0)
-                continue
-            c = codes.get(text)
-            if c is None:
-                if type(text) is not str or len(self.code_text) >= _MAX_CODES:
-                    return None
-                c = codes[text] = len(self.code_text)
-                self.code_text.append(text)
-            out.append(c)
-        return tuple(out)
-
-    def _wide(self, blob: bytes, text: str) -> Send:
-        """The send of a coded blob (see the module docstring), with body ``text``."""
-        sid, rec, to, oid, sa, ex, pr, tags, flags, ch, tz, ca, pv, se, ls = _DEC_ANY.decode(blob)
-        t = self.code_text
-        return Send(id=sid, recipient=rec, channel=t[ch], to=to, origin=_ORIGINS[flags & 3], origin_id=oid,
-                    send_at=sa, body=text, priority=pr, tags=tuple(tags) if tags else (), timezone=t[tz],
-                    carrier=t[ca], provider=t[pv], sender=t[se], expires_at=ex, local_send_at=t[ls],
-                    smart_sending=bool(flags & 4), quiet_hours=bool(flags & 8))
+    def _template(self, s: Send) -> int:
+        """The template of ``s``'s low-cardinality fields, made on first use; -1 if it cannot have one (its
+        fields are not what a Send's types say, or the table is full and it needs a new one)."""
+        key = _shape(s)
+        try:
+            t = self.template_of.get(key)
+        except TypeError:  # an unhashable value where a str belongs
+            return -1
+        if t is not None:
+            return t
+        ch, _, pr, tags, *strs, smart, quiet = key
+        if (type(ch) is not str or not (pr is None or type(pr) is int) or type(tags) is not tuple
+                or any(type(x) is not str for x in tags) or any(not (x is None or type(x) is str) for x in strs)
+                or type(smart) is not bool or type(quiet) is not bool or len(self.templates) >= _MAX_TEMPLATES):
+            return -1
+        t = self.template_of[key] = len(self.templates)
+        self.templates.append(_replace(s, id="", recipient="", to="", origin_id="", send_at=None, expires_at=None,
+                                       body=""))
+        return t
 
     def id_of(self, row: int) -> str:
         """The id of the send in ``row``."""
         blob = self.blob[row]
         assert blob is not None, f"row {row} holds no send"
-        return _DEC_ANY.decode(blob)[0] if blob[0] in (_ARRAY8, _WIDE) else _DEC_SEND.decode(blob).id
+        return _DEC_ANY.decode(blob)[0] if blob[0] in (_ARRAY7, _ARRAY8) else _DEC_SEND.decode(blob).id
 
     def hold_of(self, row: int) -> Optional[str]:
         """The rule that deferred the send in ``row`` here, or None (it was submitted due then)."""
@@ -384,7 +373,7 @@ class PendingRows:
         state, keys, at, rec, org, due, prio = self.state, self.keys, self.at, self.rec, self.org, self.due, self.prio
         hold, holds, rprev, rnext, rheads, rmask = self.hold, _HOLDS, self.rprev, self.rnext, self.rheads, self.rmask
         locale, locales, free = self.locale, self.locale_list, self.free
-        dec, dec_send, origins = _DEC_ANY.decode, _DEC_SEND.decode, _ORIGINS
+        dec, dec_send, origins, replace, templates = _DEC_ANY.decode, _DEC_SEND.decode, _ORIGINS, _replace, self.templates
         made = 0
         for row in popped:
             if state[row] == GONE:
@@ -395,12 +384,15 @@ class PendingRows:
             blob = blobs[row]
             bid = body[row]
             text = text_of[bid]
-            if blob[0] == _ARRAY8:  # type: ignore[index]
+            first = blob[0]  # type: ignore[index]
+            if first == _ARRAY7:
+                sid, r, to, oid, sa, ex, t = dec(blob)
+                s = replace(templates[t], id=sid, recipient=r, to=to, origin_id=oid, send_at=sa, expires_at=ex,
+                            body=text)
+            elif first == _ARRAY8:
                 sid, r, ch, to, o, oid, sa, ex = dec(blob)
                 s = Send(id=sid, recipient=r, channel=ch, to=to, origin=origins[o], origin_id=oid,
                          send_at=sa, expires_at=ex, body=text)
-            elif blob[0] == _WIDE:  # type: ignore[index]
-                s = self._wide(blob, text)  # type: ignore[arg-type]
             else:
                 s = dec_send(blob)
                 if text:

@@ -58,27 +58,40 @@ def test_a_send_comes_back_equal_from_every_encoding() -> None:
         assert row >= 0
         assert rows.send_of(row) == s
         assert rows.id_of(row) == s.id
-    assert [b[0] for b in rows.blob] == [0x98, 0xDE, 0x98, 0x9F, 0x9F]  # positional, map, positional, coded, coded
-    assert len(rows.blob[3]) < 70  # the zone, local time, carrier, sender and provider are codes
+    assert [b[0] for b in rows.blob] == [0x97, 0xDE, 0x97, 0x97, 0x97]  # templated but for the metadata's map
+    assert len(rows.blob[3]) < 40  # the zone, local time, carrier, sender and provider are in its template
+    assert len(rows.templates) == 3  # plain and empty_body share one; the map needs none
     assert len(rows) == 5
     assert sorted((e.send for e in _popped(rows, T0 + 2 * HOUR)), key=lambda x: x.id) == \
         sorted((plain, rare, empty_body, coded, zone_only), key=lambda x: x.id)
 
 
-def test_past_the_code_table_limit_a_send_with_a_new_string_is_held_as_a_map(monkeypatch: Any) -> None:
-    """The table of coded strings is bounded: once full, a send naming a string not in it is held as its map
-    (and comes back equal); sends naming only known strings stay coded."""
+def test_past_the_template_limit_a_send_needing_a_new_one_is_held_as_a_map(monkeypatch: Any) -> None:
+    """The table of templates is bounded: once full, a send needing a template not in it is held as its map
+    (and comes back equal); sends matching a template already made stay templated."""
     import sendcore.rows as rows_module
 
-    monkeypatch.setattr(rows_module, "_MAX_CODES", 4)  # None, "sms", "Europe/Paris", "S0"
+    monkeypatch.setattr(rows_module, "_MAX_TEMPLATES", 1)
     rows = PendingRows()
     sends = [send(f"k{i}", send_at=T0 + HOUR, timezone="Europe/Paris", sender=f"S{i % 2}") for i in range(4)]
     held = [rows.add(s, T0 + HOUR, 1, None) for s in sends]
-    coded = [rows.blob[r][0] == 0x9F for r in held]
-    assert coded == [True, False, True, False]  # "S1" found the table full: those two are maps
-    assert all(rows.blob[r][0] != 0x98 for r in held)
-    assert rows.code_text == [None, "sms", "Europe/Paris", "S0"]
+    assert [rows.blob[r][0] == 0x97 for r in held] == [True, False, True, False]  # "S1" found the table full
+    assert len(rows.templates) == 1
     assert [rows.send_of(r) for r in held] == sends
+
+
+def test_a_store_written_before_templates_still_reads_its_positional_rows() -> None:
+    """Snapshots of an earlier version hold 8-field positional blobs; they still decode, and leave, equal."""
+    import msgspec
+
+    rows = PendingRows()
+    s = send("old", send_at=T0 + HOUR, body="hi", origin_id="cart", expires_at=T0 + 2 * HOUR)
+    row = rows.add(s, T0 + HOUR, 1, None)
+    rows.blob[row] = msgspec.msgpack.encode(
+        (s.id, s.recipient, s.channel, s.to, list(Origin).index(s.origin), s.origin_id, s.send_at, s.expires_at))
+    assert rows.blob[row][0] == 0x98
+    assert rows.send_of(row) == s and rows.id_of(row) == "old" and rows.find("old") == row
+    assert _popped(rows, T0 + HOUR)[0].send == s
 
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
