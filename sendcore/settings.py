@@ -79,13 +79,19 @@ def limit_problem(key: str, value: Any) -> Union[str, None]:
         if not number or not 0 < value < math.inf:
             return f"must be a positive, finite number of seconds, got {value!r}"
     elif key in ("rate", "total_rate"):
-        if value is not None and (not number or not 0 <= value < math.inf):
-            return f"must be unset (unlimited) or a finite number >= 0 per second, got {value!r}"
+        if value is not None and (not number or not (value == 0 or MIN_RATE <= value <= MAX_RATE)):
+            return (f"must be unset (unlimited) or a finite number: 0 (unlimited) or from {MIN_RATE:g} to "
+                    f"{MAX_RATE:g} per second, got {value!r}")
     elif key in ("burst", "total_burst", "daily_cap"):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT):
             return f"must be an integer >= 0 and at most {MAX_COUNT:,}, got {value!r:.40}"
     return None
 
+
+#: The slowest and fastest rates a limit may have: beyond them a GCRA's interval (1 / rate) or its budget
+#: overflows a float (a rate of 5e-324 per second made its interval infinite).
+MIN_RATE = 1e-6
+MAX_RATE = 1e9
 
 #: The largest count a provider limit may hold (sends in a batch, calls in flight, a burst, a daily cap).
 MAX_COUNT = 1_000_000_000
@@ -245,8 +251,9 @@ class RouteLimit(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     daily_cap_timezone: str = "UTC"
 
     def __post_init__(self) -> None:
-        if not 0 <= self.rate < math.inf:
-            raise ValueError(f"routes.rate: must be a finite number >= 0 (0 = unlimited), got {self.rate!r}")
+        if not (self.rate == 0 or MIN_RATE <= self.rate <= MAX_RATE):
+            raise ValueError(f"routes.rate: must be a finite number: 0 (unlimited) or from {MIN_RATE:g} to "
+                             f"{MAX_RATE:g} per second, got {self.rate!r}")
         if self.burst < 0:
             raise ValueError(f"routes.burst: must be >= 0, got {self.burst!r}")
         if self.daily_cap < 0:

@@ -90,6 +90,10 @@ def test_quiet_hours_can_be_turned_off_and_partial_channel_keeps_defaults():
         (b'default_timezone = "Mars/Olympus"', "default_timezone"),
         (b"[[routes]]\nrate = -1", "routes[0].rate"),
         (b"[[routes]]\nrate = 5\n[[routes]]\nrate = nan", "routes[1].rate: must be a finite number"),
+        # Rates whose GCRA interval or budget would overflow a float (the fuzz test found 5e-324).
+        (b"[[routes]]\nrate = 5e-324", "routes[0].rate: must be a finite number: 0 (unlimited) or from 1e-06"),
+        (b"[[routes]]\nrate = 1e308", "routes[0].rate: must be a finite number: 0 (unlimited) or from 1e-06"),
+        (b"[providers.acme]\ntotal_rate = 1e-9", "providers.acme.total_rate: must be unset (unlimited) or a finite"),
         (b"[[frequency_caps]]\nmax = 0\nwindow = '1d'", "frequency_caps[0].max"),
         (b"[[frequency_caps]]\nmax = 2\nwindow = 'fortnight'", "frequency_caps[0].window"),
         (b"[channels.sms]\nsmart_sending_windw = '1h'",
