@@ -108,7 +108,6 @@ _DEC_ANY = msgspec.msgpack.Decoder()
 _DEC_SEND = msgspec.msgpack.Decoder(Send)
 _ORIGINS = tuple(Origin)
 _force = msgspec.structs.force_setattr
-# The fields the positional blob leaves out; all unset (None) for it to apply. One C call reads them.
 # What a template holds: the fields that take few distinct values across millions of sends.
 _shape = operator.attrgetter("channel", "origin", "priority", "tags", "timezone", "carrier", "provider", "sender",
                              "local_send_at", "smart_sending", "quiet_hours")
@@ -119,7 +118,7 @@ _replace = msgspec.structs.replace
 
 
 def _crc_of_query(text: str) -> int:
-    """``_crc`` of text a caller looks for, which may hold a lone surrogate no held send can carry (-1 then)."""
+    """The CRC-32 of text a caller looks for, which may hold a lone surrogate no held send can carry (-1 then)."""
     try:
         return zlib.crc32(text.encode())
     except UnicodeEncodeError:
@@ -182,7 +181,7 @@ class PendingRows:
         self.rmask = 1023
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # A store pickled before the recipient index existed: build it from the rows.
+        # A store pickled by an earlier version: no templates yet, and no recipient index (built from the rows).
         self.__dict__.update(state)
         if "templates" not in state:
             self.template_of, self.templates = {}, []
