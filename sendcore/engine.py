@@ -864,7 +864,7 @@ class Engine:
         assert loop is not None
         error: Union[str, None] = None
         results: Any = None
-        scope = asyncio.timeout(None)
+        scope: Union[asyncio.Timeout, None] = None
         calling = getattr(clock, "calling", None)
         try:
             with calling() if calling is not None else _NO_CALL:
@@ -873,28 +873,24 @@ class Engine:
                 # no timeout scope. Only a call that suspends can time out, so
                 # the deadline is armed when it does, measured from the start.
                 started, wall_started = clock.now(), loop.time()
-                awaitable = provider.send(batch)
-                if type(awaitable) is _CoroutineType:
+                pending: Any = provider.send(batch)
+                if type(pending) is _CoroutineType:
                     try:
-                        yielded = awaitable.send(None)
+                        pending = _resume(pending, pending.send(None))
                     except StopIteration as stop:
-                        results = stop.value
-                        awaitable = None
-                if awaitable is not None:
-                    async with scope:
+                        results, pending = stop.value, None
+                if pending is not None:
+                    async with asyncio.timeout(None) as scope:
                         # The deadline is set on the engine's clock, so it is virtual on a
                         # VirtualClock; at expiry it moves the asyncio timeout to "now",
                         # which cancels the call the standard way.
-                        timer = call_at(clock, started + timeout, lambda: scope.reschedule(loop.time()))
+                        expire = scope.reschedule
+                        timer = call_at(clock, started + timeout, lambda: expire(loop.time()))
                         # On a VirtualClock, time stands still while the call does real I/O,
                         # so the deadline is also kept on the wall clock.
-                        wall = (loop.call_at(wall_started + timeout, scope.reschedule, loop.time())
-                                if calling is not None else None)
+                        wall = loop.call_at(wall_started + timeout, expire, loop.time()) if calling is not None else None
                         try:
-                            if type(awaitable) is _CoroutineType:
-                                results = await _resume(awaitable, yielded)
-                            else:
-                                results = await awaitable
+                            results = await pending
                         finally:
                             timer.cancel()
                             if wall is not None:
@@ -904,7 +900,7 @@ class Engine:
                 # answer is recorded (recording a large batch takes a while).
                 await asyncio.sleep(0)
         except TimeoutError as exc:
-            if scope.expired():
+            if scope is not None and scope.expired():
                 error = f"timeout: provider {batch.provider!r} did not answer within {timeout:g}s"
             else:
                 error = f"provider {batch.provider!r} raised TimeoutError: {_text_of(exc)}"

@@ -866,3 +866,33 @@ def test_started_and_failure_tell_an_operator_the_engine_state(run: Any) -> None
 
     assert run(main()) is True
     assert engine.started and engine.closed and engine.failure is None
+
+
+
+def test_a_call_that_suspends_on_a_future_gets_its_answer_or_times_out_from_its_start(run: Any) -> None:
+    """The engine steps a call once by hand; one that suspends gets the future's value, or its timeout.
+
+    A future is not a sleep on the clock, so virtual time stands still while
+    it waits and the deadline runs on the wall clock.
+    """
+
+    async def answer(p: Recorder, batch: Batch, call: int) -> list[Result]:
+        fut = asyncio.get_running_loop().create_future()
+        if call > 1:  # the first call never answers
+            asyncio.get_running_loop().call_soon(fut.set_result, [Accepted(provider_id="f") for _ in batch.sends])
+        return await fut
+
+    rec = Recorder(answer=answer, timeout=0.3)
+
+    async def main() -> list[Outcome]:
+        async with virtual_engine(rec) as engine:
+            stream = engine.outcomes()
+            await engine.submit([sms(1, START)])
+            await engine.drain()
+        return await collect(stream)
+
+    outcomes = run(main())
+    assert outcomes[0].status is Status.RETRYING and outcomes[0].at == START
+    assert outcomes[0].detail == "timeout: provider 'rec' did not answer within 0.3s"
+    assert outcomes[1].status is Status.SENT and outcomes[1].at == rec.calls[1][0] > START
+    assert outcomes[1].provider_id == "f"
