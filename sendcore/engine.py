@@ -17,10 +17,8 @@ time in jumps from one wake-up to the next.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-import types
 import weakref
 from functools import partial
 from collections import deque
@@ -864,43 +862,33 @@ class Engine:
         assert loop is not None
         error: Union[str, None] = None
         results: Any = None
-        scope: Union[asyncio.Timeout, None] = None
+        scope = asyncio.timeout(None)
         calling = getattr(clock, "calling", None)
         try:
-            with calling() if calling is not None else _NO_CALL:
-                # The call's first step runs by hand: an in-process provider that
-                # answers without suspending then costs no deadline timers and
-                # no timeout scope. Only a call that suspends can time out, so
-                # the deadline is armed when it does, measured from the start.
-                started, wall_started = clock.now(), loop.time()
-                pending: Any = provider.send(batch)
-                if type(pending) is _CoroutineType:
-                    try:
-                        pending = _resume(pending, pending.send(None))
-                    except StopIteration as stop:
-                        results, pending = stop.value, None
-                if pending is not None:
-                    async with asyncio.timeout(None) as scope:
-                        # The deadline is set on the engine's clock, so it is virtual on a
-                        # VirtualClock; at expiry it moves the asyncio timeout to "now",
-                        # which cancels the call the standard way.
-                        expire = scope.reschedule
-                        timer = call_at(clock, started + timeout, lambda: expire(loop.time()))
-                        # On a VirtualClock, time stands still while the call does real I/O,
-                        # so the deadline is also kept on the wall clock.
-                        wall = loop.call_at(wall_started + timeout, expire, loop.time()) if calling is not None else None
-                        try:
-                            results = await pending
-                        finally:
-                            timer.cancel()
-                            if wall is not None:
-                                wall.cancel()
-                # Yield once before recording: when the scheduler just started many
-                # batches, every provider call gets under way before the first
-                # answer is recorded (recording a large batch takes a while).
-                await asyncio.sleep(0)
+            async with scope:
+                # The deadline is set on the engine's clock, so it is virtual on a
+                # VirtualClock; at expiry it moves the asyncio timeout to "now",
+                # which cancels the call the standard way.
+                timer = call_at(clock, clock.now() + timeout, lambda: scope.reschedule(loop.time()))
+                # On a VirtualClock, time stands still while the call does real I/O,
+                # so the deadline is also kept on the wall clock.
+                wall = loop.call_later(timeout, scope.reschedule, loop.time()) if calling is not None else None
+                try:
+                    if calling is None:
+                        results = await provider.send(batch)
+                    else:
+                        with calling():
+                            results = await provider.send(batch)
+                    # Yield once before recording: when the scheduler just started many
+                    # batches, every provider call gets under way before the first
+                    # answer is recorded (recording a large batch takes a while).
+                    await asyncio.sleep(0)
+                finally:
+                    timer.cancel()
+                    if wall is not None:
+                        wall.cancel()
         except TimeoutError as exc:
-            if scope is not None and scope.expired():
+            if scope.expired():
                 error = f"timeout: provider {batch.provider!r} did not answer within {timeout:g}s"
             else:
                 error = f"provider {batch.provider!r} raised TimeoutError: {_text_of(exc)}"
@@ -959,36 +947,6 @@ class Engine:
             self._journal.run(encode_frame(RecordError(now=now, batch=batch.id, check=batch_check(batch), error=error)),
                               partial(core.record_error, batch, error, now), False)
         self._flush()
-
-
-_CoroutineType = types.CoroutineType
-_NO_CALL = contextlib.nullcontext()
-
-
-@types.coroutine
-def _resume(coro: Any, yielded: Any) -> Any:
-    """Drive ``coro``, already stepped once by hand (it yielded ``yielded``), to its end.
-
-    What the awaiting task sends or throws in (a future's result, a
-    cancellation) is passed on, so the call behaves as if it had been
-    awaited from its start.
-    """
-    while True:
-        try:
-            sent = yield yielded
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                yielded = coro.send(sent)
-            except StopIteration as stop:
-                return stop.value
 
 
 def _text_of(exc: BaseException) -> str:
