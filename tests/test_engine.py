@@ -114,6 +114,19 @@ async def collect(stream: Any) -> list[Outcome]:
     return [o async for o in stream]
 
 
+def outcomes_of(run: Any, rec: Recorder, sends: list[Send]) -> list[Outcome]:
+    """Submit ``sends`` to an engine on a VirtualClock with provider ``rec``, drain, and return every outcome."""
+
+    async def main() -> list[Outcome]:
+        async with virtual_engine(rec) as engine:
+            stream = engine.outcomes()
+            await engine.submit(sends)
+            await engine.drain()
+        return await collect(stream)
+
+    return run(main())
+
+
 # ---------------------------------------------------------------------- virtual clock
 
 
@@ -343,15 +356,7 @@ def test_fewer_results_than_sends_fails_the_batch_clearly_and_retries_it(run: An
         return results[:-1] if call == 1 else results
 
     rec = Recorder(answer=answer)
-
-    async def main() -> list[Outcome]:
-        async with virtual_engine(rec) as engine:
-            stream = engine.outcomes()
-            await engine.submit([sms(i, START) for i in range(3)])
-            await engine.drain()
-        return await collect(stream)
-
-    outcomes = run(main())
+    outcomes = outcomes_of(run, rec, [sms(i, START) for i in range(3)])
     retrying = [o for o in outcomes if o.status is Status.RETRYING]
     assert len(retrying) == 3
     assert retrying[0].detail == (
@@ -896,3 +901,58 @@ def test_a_call_that_suspends_on_a_future_gets_its_answer_or_times_out_from_its_
     assert outcomes[0].detail == "timeout: provider 'rec' did not answer within 0.3s"
     assert outcomes[1].status is Status.SENT and outcomes[1].at == rec.calls[1][0] > START
     assert outcomes[1].provider_id == "f"
+
+
+def test_every_call_of_one_wake_up_is_under_way_before_the_first_answer_is_recorded(run: Any) -> None:
+    """Calls that answer at once are recorded after the last batch of the same wake-up has been handed over.
+
+    Recording a large batch takes a while; the sends of later batches must not
+    wait for it. Each call sees every send of that instant in flight.
+    """
+    states: list[list[str]] = []
+    engine_of: list[Engine] = []
+
+    async def answer(p: Recorder, batch: Batch, call: int) -> list[Result]:
+        states.append([engine_of[0].explain(f"s{i}").state for i in range(30)])  # type: ignore[union-attr]
+        return [Accepted(provider_id=f"p-{s.id}") for s in batch.sends]
+
+    rec = Recorder(max_batch=10, answer=answer)
+
+    async def main() -> list[Outcome]:
+        async with virtual_engine(rec) as engine:
+            engine_of.append(engine)
+            stream = engine.outcomes()
+            await engine.submit([sms(i, START) for i in range(30)])
+            await engine.drain()
+        return await collect(stream)
+
+    outcomes = run(main())
+    assert len(rec.calls) == 3 and all(t == START for t, _ in rec.calls)
+    assert states == [["in_flight"] * 30] * 3
+    assert sorted(o.send_id for o in outcomes if o.status is Status.SENT) == sorted(f"s{i}" for i in range(30))
+
+
+def test_answers_at_once_raises_at_once_and_suspends_in_one_wake_up_each_end_right(run: Any) -> None:
+    """One wake-up's calls: one answers without suspending, one raises before suspending, one sleeps then answers.
+
+    Each ends as its own answer says, at its own instant; the one that raised
+    is retried, and nothing else is disturbed.
+    """
+
+    async def answer(p: Recorder, batch: Batch, call: int) -> list[Result]:
+        if call == 2:
+            raise ValueError("bad batch")
+        if call == 3:
+            await p.clock.sleep(2.0)
+        return [Accepted(provider_id=f"c{call}") for _ in batch.sends]
+
+    rec = Recorder(max_batch=1, answer=answer)
+    outcomes = outcomes_of(run, rec, [sms(i, START) for i in range(3)])
+    by_id: dict[str, list[tuple[Status, float, str]]] = {}
+    for o in outcomes:
+        by_id.setdefault(o.send_id, []).append((o.status, o.at - START, o.provider_id or o.detail))
+    first, second, third = (rec.ids()[i][0] for i in range(3))
+    assert by_id[first] == [(Status.SENT, 0.0, "c1")]
+    assert by_id[second][0] == (Status.RETRYING, 0.0, "provider 'rec' raised ValueError: bad batch")
+    assert by_id[second][-1][0] is Status.SENT
+    assert by_id[third] == [(Status.SENT, 2.0, "c3")]

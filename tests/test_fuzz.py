@@ -569,7 +569,12 @@ async def drive(plan: Plan) -> None:
                 windows = {"1h": 3600.0, "day": DAY, "30d": 30 * DAY}
                 held = max([windows.get(str(c.window), 30 * DAY) if not isinstance(c.window, float) else c.window
                             for c in conf.frequency_caps if c.action == "defer"] or [0.0])
-                bound = 30 * DAY + held * (len(accepted) + 1)
+                # A call stays in flight up to the provider's timeout (which may be set to weeks) or its
+                # scripted delay, whichever ends first, and the calls of one route may run one after another.
+                given = conf.providers.get("p")
+                timeout = given.timeout if given is not None and given.timeout is not None else provider.timeout
+                longest = max([c.delay for c in plan.script if c.delay > 0] or [0.0])
+                bound = 30 * DAY + held * (len(accepted) + 1) + CALL_BUDGET * min(float(timeout), longest)
                 await engine.run_until(clock.now() + bound)
                 assert engine.pending == 0, f"sends still pending {bound / DAY:g} virtual days on: " + "; ".join(
                     str(x) for x in map(engine.explain, accepted) if x is not None and x.state != "final")

@@ -103,3 +103,51 @@ class _Plugin:
 
     def sendcore_register_providers(self, register: Any) -> None:
         register(self.provider)
+
+
+class SleepThenHttpProvider(HttpProvider):
+    """Sleeps on the virtual clock first (a simulated queue), then posts to the real server."""
+
+    async def start(self, context: Any) -> None:
+        await super().start(context)
+        self.clock = context.clock
+
+    async def send(self, batch: Batch) -> list[Result]:
+        await self.clock.sleep(0.2)
+        return await super().send(batch)
+
+
+def test_a_call_that_sleeps_on_the_clock_then_does_real_io_holds_time_for_the_real_part(run: Any) -> None:
+    """After a virtual sleep, the same call's real request still holds virtual time, to the end of the call.
+
+    Sends are 0.5 s apart and the request takes real time: if the clock ran on
+    during it, the next sends would leave early and answers land late.
+    """
+
+    async def main() -> tuple[list[Any], list[str]]:
+        seen: list[str] = []
+        runner, url = await serve(0.03, seen)
+        clock = VirtualClock(START)
+        settings = Settings.from_dict({"journal": {"path": ""}})
+        sends = [Send(id=f"s{i}", recipient=f"r{i}", channel="sms", to="+33612345678", origin="transactional",
+                      body="code 1234", send_at=START + i * 0.5) for i in range(12)]
+        try:
+            # A call that stopped holding time would let the clock run; one that never let go would
+            # hold it for ever: either way, fail within a minute rather than hang.
+            async with asyncio.timeout(60):
+                async with Engine(settings, clock=clock, plugins=[_Plugin(SleepThenHttpProvider(url))],
+                                  load_entrypoints=False) as engine:
+                    stream = engine.outcomes()
+                    await engine.submit(sends)
+                    await engine.drain()
+                outcomes = [o async for o in stream]
+        finally:
+            await runner.cleanup()
+        return outcomes, seen
+
+    outcomes, seen = run(main())
+    sent = [o for o in outcomes if o.status is Status.SENT]
+    assert [o for o in outcomes if o.status is Status.RETRYING] == []
+    assert sorted(seen) == sorted(f"s{i}" for i in range(12))
+    # Answered exactly 0.2 virtual seconds after leaving: the real request took no virtual time.
+    assert sorted((o.send_id, o.at) for o in sent) == sorted((f"s{i}", START + i * 0.5 + 0.2) for i in range(12))

@@ -41,9 +41,8 @@ import heapq
 import math
 import weakref
 from collections import deque
-from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Iterator, Union
+from typing import Any, Callable, Union
 
 __all__ = ["VirtualClock", "VirtualTimer"]
 
@@ -117,6 +116,27 @@ _CALL: contextvars.ContextVar[Union[_Call, None]] = contextvars.ContextVar("send
 def _release(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+class _Calling:
+    """The context of ``VirtualClock.calling``: a class, not a generator, as the engine enters one per batch."""
+
+    __slots__ = ("_clock", "_call", "_token")
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._clock = clock
+
+    def __enter__(self) -> None:
+        call = self._call = _Call()
+        self._token = _CALL.set(call)
+        self._clock._real_calls += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        call = self._call
+        if call.sleeping == 0:
+            self._clock._real_calls -= 1
+        call.live = False
+        _CALL.reset(self._token)
 
 
 class VirtualClock:
@@ -237,24 +257,14 @@ class VirtualClock:
     def _unhold(self, fut: asyncio.Future[Any]) -> None:
         self._held -= 1
 
-    @contextmanager
-    def calling(self) -> Iterator[None]:
-        """Mark the current task's work as a provider call (see the module docstring).
+    def calling(self) -> _Calling:
+        """Mark the current task's work as a provider call (see the module docstring); a context manager.
 
         Inside it, virtual time moves only while the call (or a task it
         started) sleeps on this clock; any other wait is taken for real I/O,
         and time waits for it.
         """
-        call = _Call()
-        token = _CALL.set(call)
-        self._real_calls += 1
-        try:
-            yield
-        finally:
-            if call.sleeping == 0:
-                self._real_calls -= 1
-            call.live = False
-            _CALL.reset(token)
+        return _Calling(self)
 
     @property
     def real_work(self) -> bool:
