@@ -776,8 +776,9 @@ class Engine:
                     asyncio.get_running_loop().call_exception_handler(
                         {"message": "sendcore: a sendcore_outcome hook raised", "exception": exc, "outcome": o}
                     )
-        for stream in self._streams:
-            stream._push(outcomes)
+        if self._streams:  # (iterating an empty WeakSet still costs a guard and a generator)
+            for stream in self._streams:
+                stream._push(outcomes)
         self._notify()
 
     def _fail(self, exc: BaseException) -> None:
