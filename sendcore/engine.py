@@ -17,7 +17,7 @@ time in jumps from one wake-up to the next.
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import contextlib
 import logging
 import math
 import types
@@ -25,7 +25,7 @@ import weakref
 from functools import partial
 from collections import deque
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Iterable, Mapping, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Coroutine, Iterable, Mapping, TypeVar, Union
 
 import msgspec
 
@@ -804,11 +804,8 @@ class Engine:
                     batches = core.advance(now)
                 else:
                     batches = await self._journaled(encode_frame(Advance(now=now)), partial(core.advance, now), False)
-                # Every call gets under way before the first answer is recorded
-                # (recording a large batch takes a while).
-                answers = [got for batch in batches if (got := self._dispatch(batch)) is not None]
-                if answers:
-                    self._record_answers(answers)
+                for batch in batches:
+                    self._dispatch(batch)
                 self._flush()
                 if self._state is not _RUNNING:
                     break
@@ -841,54 +838,18 @@ class Engine:
             self._fail(exc)
             raise
 
-    def _dispatch(self, batch: Batch) -> Union[tuple[Batch, Any, Union[str, None]], None]:
-        """Start one provider call; its first step runs here. Returns (batch, results, error) if it answered at once.
-
-        An in-process provider that answers without suspending costs no task,
-        no timeout scope and no deadline timers: only a call that suspends can
-        time out, and it goes on in a task of its own.
-        """
+    def _dispatch(self, batch: Batch) -> None:
         name = batch.provider
-        clock = self._clock
-        calling = getattr(clock, "calling", None)
-        started = clock.now()
-        wall_started = self._loop.time()  # type: ignore[union-attr]
-        if calling is None:
-            ctx = None
-            rest, error, results, mark = _first_step(self._providers[name], batch, None)
-        else:
-            # The call's steps run in a context of their own, where the clock's
-            # calling() mark lives; a call that suspends goes on in a task
-            # running in that same context, so the mark spans the whole call.
-            ctx = contextvars.copy_context()
-            rest, error, results, mark = ctx.run(_first_step, self._providers[name], batch, calling)
-        if rest is None:
-            return batch, results, error
-        self._spawn(batch, ctx, self._finish_call, batch, rest, mark, self._specs[name].timeout, started, wall_started)
-        return None
-
-    def _record_answers(self, answers: list[tuple[Batch, Any, Union[str, None]]]) -> None:
-        """Record the answers of calls that answered at once."""
-        for batch, results, error in answers:
-            try:
-                waiting = self._record(batch, results, error)
-            except Exception as exc:
-                self._fail(exc)
-                return
-            if waiting is not None:
-                # The journal applies the answer once the durable frames before it are
-                # on disk: a task waits for that, then hands on the outcomes.
-                self._spawn(batch, None, self._applied, waiting)
-
-    def _spawn(self, batch: Batch, context: Any, work: Callable[..., Awaitable[None]], *args: Any) -> None:
-        task = self._loop.create_task(self._batch_task(work, args), context=context)  # type: ignore[union-attr]
+        task = self._loop.create_task(  # type: ignore[union-attr]
+            self._run_batch(batch, self._providers[name], self._specs[name].timeout)
+        )
         self._tasks.add(task)
         self._task_batch[task] = batch
 
-    async def _batch_task(self, work: Callable[..., Awaitable[None]], args: tuple[Any, ...]) -> None:
-        """A batch's task: ``work(*args)``, then its bookkeeping (a done-callback would cost a loop pass a batch)."""
+    async def _run_batch(self, batch: Batch, provider: Any, timeout: float) -> None:
+        """One batch's task: the call, then its bookkeeping (a done-callback would cost a loop pass a batch)."""
         try:
-            await work(*args)
+            await self._call(batch, provider, timeout)
         except Exception as exc:
             self._fail(exc)
         finally:
@@ -897,64 +858,50 @@ class Engine:
             self._task_batch.pop(task, None)  # type: ignore[arg-type]
             self._notify()
 
-    async def _finish_call(self, batch: Batch, rest: Any, mark: Any, timeout: float, started: float,
-                           wall_started: float) -> None:
-        """A call that suspended: the rest of it under its deadline, then its answer recorded."""
-        error, results = await self._call(batch, rest, mark, timeout, started, wall_started)
-        waiting = self._record(batch, results, error)
-        await self._applied(waiting)
-
-    async def _applied(self, waiting: Any) -> None:
-        """Wait for the journal to apply an answer (if it said so), then hand on the outcomes."""
-        if waiting is not None:
-            await waiting
-        self._flush()
-        # Wake the scheduler only if the answer brought its next wake-up forward
-        # (a retry due sooner, a provider slot freed for a waiting route): most
-        # answers change nothing it is waiting for.
-        when = self._core.next_wakeup()  # type: ignore[union-attr]
-        if when is not None and when < self._armed:
-            self._wake.set()  # type: ignore[union-attr]
-
-    async def _call(self, batch: Batch, rest: Any, mark: Any, timeout: float, started: float,
-                    wall_started: float) -> tuple[Union[str, None], Any]:
-        """The rest of a call that suspended on its first step, under its deadline: (error, results).
-
-        ``mark`` is the clock's ``calling()`` context entered for the first
-        step (or None), left here when the call ends.
-        """
+    async def _call(self, batch: Batch, provider: Any, timeout: float) -> None:
+        """One provider call under its timeout; the answer (or the failure) goes back to the core."""
         clock = self._clock
         loop = self._loop
         assert loop is not None
         error: Union[str, None] = None
         results: Any = None
-        scope = asyncio.timeout(None)
+        scope: Union[asyncio.Timeout, None] = None
+        calling = getattr(clock, "calling", None)
         try:
-            try:
-                async with scope:
-                    # The deadline is set on the engine's clock, so it is virtual on a
-                    # VirtualClock; at expiry it moves the asyncio timeout to "now",
-                    # which cancels the call the standard way. It counts from the call's start.
-                    expire = scope.reschedule
-                    timer = call_at(clock, started + timeout, lambda: expire(loop.time()))
-                    # On a VirtualClock, time stands still while the call does real I/O,
-                    # so the deadline is also kept on the wall clock.
-                    wall = loop.call_at(wall_started + timeout, expire, loop.time()) if mark is not None else None
+            with calling() if calling is not None else _NO_CALL:
+                # The call's first step runs by hand: an in-process provider that
+                # answers without suspending then costs no deadline timers and
+                # no timeout scope. Only a call that suspends can time out, so
+                # the deadline is armed when it does, measured from the start.
+                started, wall_started = clock.now(), loop.time()
+                pending: Any = provider.send(batch)
+                if type(pending) is _CoroutineType:
                     try:
-                        results = await rest
-                    finally:
-                        timer.cancel()
-                        if wall is not None:
-                            wall.cancel()
-            finally:
-                if mark is not None:
-                    mark.__exit__(None, None, None)
-            # Yield once before recording: when the scheduler just started many
-            # batches, every provider call gets under way before the first
-            # answer is recorded (recording a large batch takes a while).
-            await asyncio.sleep(0)
+                        pending = _resume(pending, pending.send(None))
+                    except StopIteration as stop:
+                        results, pending = stop.value, None
+                if pending is not None:
+                    async with asyncio.timeout(None) as scope:
+                        # The deadline is set on the engine's clock, so it is virtual on a
+                        # VirtualClock; at expiry it moves the asyncio timeout to "now",
+                        # which cancels the call the standard way.
+                        expire = scope.reschedule
+                        timer = call_at(clock, started + timeout, lambda: expire(loop.time()))
+                        # On a VirtualClock, time stands still while the call does real I/O,
+                        # so the deadline is also kept on the wall clock.
+                        wall = loop.call_at(wall_started + timeout, expire, loop.time()) if calling is not None else None
+                        try:
+                            results = await pending
+                        finally:
+                            timer.cancel()
+                            if wall is not None:
+                                wall.cancel()
+                # Yield once before recording: when the scheduler just started many
+                # batches, every provider call gets under way before the first
+                # answer is recorded (recording a large batch takes a while).
+                await asyncio.sleep(0)
         except TimeoutError as exc:
-            if scope.expired():
+            if scope is not None and scope.expired():
                 error = f"timeout: provider {batch.provider!r} did not answer within {timeout:g}s"
             else:
                 error = f"provider {batch.provider!r} raised TimeoutError: {_text_of(exc)}"
@@ -968,38 +915,36 @@ class Engine:
             error = f"provider {batch.provider!r} raised CancelledError {_text_of(exc)}".rstrip()
         except Exception as exc:
             error = f"provider {batch.provider!r} raised {type(exc).__name__}: {_text_of(exc)}"
-        return error, results
-
-    def _record(self, batch: Batch, results: Any, error: Union[str, None]) -> Any:
-        """Record a call's answer, journaled first when the journal is on; a future if the journal applies it later."""
         if error is None:
             error = shape_problem(results, len(batch.sends), batch.provider)
         core = self._core
         assert core is not None
         if core.batch(batch.id) is None:
-            return None  # given up on at close and recorded then; a late answer changes nothing
-        now = self._clock.now()
-        journal = self._journal
-        if journal is None:
+            return  # given up on at close and recorded then; a late answer changes nothing
+        now = clock.now()
+        if self._journal is None:
             if error is None:
                 core.record(batch, results, now)
             else:
                 core.record_error(batch, error, now)
-            return None
-        from .journal import batch_check
-        from .journal.frames import Record, RecordError, encode_frame
-
-        if error is None:
-            results = storable(results)
-            frame: Any = Record(now=now, batch=batch.id, check=batch_check(batch), results=results)
-            got = journal.run(encode_frame(frame), partial(core.record, batch, results, now), False)
         else:
-            frame = RecordError(now=now, batch=batch.id, check=batch_check(batch), error=error)
-            got = journal.run(encode_frame(frame), partial(core.record_error, batch, error, now), False)
-        if asyncio.isfuture(got):
-            self._hold(got)
-            return got
-        return None
+            from .journal import batch_check
+            from .journal.frames import Record, RecordError, encode_frame
+
+            if error is None:
+                results = storable(results)
+                payload = encode_frame(Record(now=now, batch=batch.id, check=batch_check(batch), results=results))
+                await self._journaled(payload, partial(core.record, batch, results, now), False)
+            else:
+                payload = encode_frame(RecordError(now=now, batch=batch.id, check=batch_check(batch), error=error))
+                await self._journaled(payload, partial(core.record_error, batch, error, now), False)
+        self._flush()
+        # Wake the scheduler only if the answer brought its next wake-up forward
+        # (a retry due sooner, a provider slot freed for a waiting route): most
+        # answers change nothing it is waiting for.
+        when = core.next_wakeup()
+        if when is not None and when < self._armed:
+            self._wake.set()  # type: ignore[union-attr]
 
     def _record_error(self, batch: Batch, error: str) -> None:
         core = self._core
@@ -1018,44 +963,7 @@ class Engine:
 
 
 _CoroutineType = types.CoroutineType
-
-
-def _first_step(provider: Any, batch: Batch, calling: Any) -> tuple[Any, Union[str, None], Any, Any]:
-    """Run a provider call's first step: (the rest to await or None, error, results, the calling() mark).
-
-    ``calling`` is the clock's ``calling`` (a VirtualClock's), entered here and
-    left when the call ends (at once, or by the task that finishes it).
-    """
-    mark = calling() if calling is not None else None
-    if mark is not None:
-        mark.__enter__()
-    try:
-        pending: Any = provider.send(batch)
-        if type(pending) is _CoroutineType:
-            try:
-                return _resume(pending, pending.send(None)), None, None, mark
-            except StopIteration as stop:
-                results = stop.value
-        else:
-            # An awaitable that is not a native coroutine (a future, a generator
-            # coroutine): awaited as a whole by the call's task.
-            return _awaited(pending), None, None, mark
-    except asyncio.CancelledError as exc:
-        # Nobody cancels a call during its first step: the provider raised it itself.
-        error: Union[str, None] = f"provider {batch.provider!r} raised CancelledError {_text_of(exc)}".rstrip()
-        results = None
-    except Exception as exc:
-        error, results = f"provider {batch.provider!r} raised {type(exc).__name__}: {_text_of(exc)}", None
-    else:
-        error = None
-    if mark is not None:
-        mark.__exit__(None, None, None)
-    return None, error, results, mark
-
-
-async def _awaited(awaitable: Any) -> Any:
-    """Await an awaitable that is not a native coroutine (it cannot be stepped by hand) as a coroutine."""
-    return await awaitable
+_NO_CALL = contextlib.nullcontext()
 
 
 @types.coroutine

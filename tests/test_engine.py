@@ -956,3 +956,36 @@ def test_answers_at_once_raises_at_once_and_suspends_in_one_wake_up_each_end_rig
     assert by_id[second][0] == (Status.RETRYING, 0.0, "provider 'rec' raised ValueError: bad batch")
     assert by_id[second][-1][0] is Status.SENT
     assert by_id[third] == [(Status.SENT, 2.0, "c3")]
+
+
+def test_a_providers_own_timeout_scope_cuts_its_own_call_and_nothing_else(run: Any) -> None:
+    """A ``send()`` that enters ``asyncio.timeout`` before it first waits: that scope belongs to the call's task.
+
+    Its expiry ends the call with the provider's TimeoutError (a temporary
+    failure, retried); the engine's scheduler is not touched and later sends
+    still go out.
+    """
+
+    async def answer(p: Recorder, batch: Batch, call: int) -> list[Result]:
+        async with asyncio.timeout(0.05):
+            if call == 1:
+                await asyncio.sleep(10)  # a real wait, longer than the provider's own timeout
+        return [Accepted(provider_id=f"c{call}") for _ in batch.sends]
+
+    rec = Recorder(answer=answer)
+
+    async def main() -> list[Outcome]:
+        async with asyncio.timeout(30):  # a broken scope would stop the scheduler: fail, do not hang
+            async with virtual_engine(rec) as engine:
+                stream = engine.outcomes()
+                await engine.submit([sms(1, START)])
+                await engine.drain()
+                await engine.submit([sms(2, START + 3600)])
+                await engine.drain()
+            return await collect(stream)
+
+    outcomes = run(main())
+    assert [(o.send_id, o.status) for o in outcomes] == [("s1", Status.RETRYING), ("s1", Status.SENT),
+                                                         ("s2", Status.SENT)]
+    assert outcomes[0].detail.startswith("provider 'rec' raised TimeoutError")
+    assert outcomes[2].at == START + 3600
