@@ -63,27 +63,34 @@ async def serve(delay: float, seen: list[str]) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}/send"
 
 
-def test_real_http_under_a_virtual_clock_has_no_false_timeouts(run: Any) -> None:
-    async def main() -> tuple[list[Any], list[str], float]:
-        seen: list[str] = []
-        runner, url = await serve(0.03, seen)
-        clock = VirtualClock(START)
-        settings = Settings.from_dict({"journal": {"path": ""}})
-        sends = [Send(id=f"s{i}", recipient=f"r{i}", channel="sms", to="+33612345678", origin="transactional",
-                      body="code 1234", send_at=START + i * 0.5) for i in range(40)]
-        try:
-            async with Engine(settings, clock=clock, plugins=[_Plugin(HttpProvider(url))],
+async def through_http(provider_class: type, count: int) -> tuple[list[Any], list[str], float]:
+    """Send ``count`` SMS 0.5 virtual seconds apart through ``provider_class`` and a slow real server.
+
+    Returns (every outcome, the ids the server took, the virtual time at the end). Fails within a
+    minute rather than hang: a call that never let go of virtual time would hold it for ever.
+    """
+    seen: list[str] = []
+    runner, url = await serve(0.03, seen)
+    clock = VirtualClock(START)
+    settings = Settings.from_dict({"journal": {"path": ""}})
+    sends = [Send(id=f"s{i}", recipient=f"r{i}", channel="sms", to="+33612345678", origin="transactional",
+                  body="code 1234", send_at=START + i * 0.5) for i in range(count)]
+    try:
+        async with asyncio.timeout(60):
+            async with Engine(settings, clock=clock, plugins=[_Plugin(provider_class(url))],
                               load_entrypoints=False) as engine:
                 stream = engine.outcomes()
                 await engine.submit(sends)
                 await engine.drain()
                 end = clock.now()
             outcomes = [o async for o in stream]
-        finally:
-            await runner.cleanup()
-        return outcomes, seen, end
+    finally:
+        await runner.cleanup()
+    return outcomes, seen, end
 
-    outcomes, seen, end = run(main())
+
+def test_real_http_under_a_virtual_clock_has_no_false_timeouts(run: Any) -> None:
+    outcomes, seen, end = run(through_http(HttpProvider, 40))
     retrying = [o for o in outcomes if o.status is Status.RETRYING]
     assert retrying == [], f"false timeouts: {retrying[:3]}"
     sent = [o for o in outcomes if o.status is Status.SENT]
@@ -123,29 +130,7 @@ def test_a_call_that_sleeps_on_the_clock_then_does_real_io_holds_time_for_the_re
     Sends are 0.5 s apart and the request takes real time: if the clock ran on
     during it, the next sends would leave early and answers land late.
     """
-
-    async def main() -> tuple[list[Any], list[str]]:
-        seen: list[str] = []
-        runner, url = await serve(0.03, seen)
-        clock = VirtualClock(START)
-        settings = Settings.from_dict({"journal": {"path": ""}})
-        sends = [Send(id=f"s{i}", recipient=f"r{i}", channel="sms", to="+33612345678", origin="transactional",
-                      body="code 1234", send_at=START + i * 0.5) for i in range(12)]
-        try:
-            # A call that stopped holding time would let the clock run; one that never let go would
-            # hold it for ever: either way, fail within a minute rather than hang.
-            async with asyncio.timeout(60):
-                async with Engine(settings, clock=clock, plugins=[_Plugin(SleepThenHttpProvider(url))],
-                                  load_entrypoints=False) as engine:
-                    stream = engine.outcomes()
-                    await engine.submit(sends)
-                    await engine.drain()
-                outcomes = [o async for o in stream]
-        finally:
-            await runner.cleanup()
-        return outcomes, seen
-
-    outcomes, seen = run(main())
+    outcomes, seen, _ = run(through_http(SleepThenHttpProvider, 12))
     sent = [o for o in outcomes if o.status is Status.SENT]
     assert [o for o in outcomes if o.status is Status.RETRYING] == []
     assert sorted(seen) == sorted(f"s{i}" for i in range(12))
