@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import sys
 import types
 import weakref
 from functools import partial
@@ -193,6 +194,9 @@ class Engine:
         # The instant the sleeping scheduler's timer is set for (inf: no timer;
         # -inf while it runs, when it recomputes its next wake-up anyway).
         self._armed = -math.inf
+        # While the scheduler starts a wake-up's batches (Python 3.12+), the answers of calls that
+        # came back without suspending wait here, to be recorded after the last batch has left.
+        self._answered: Union[list[tuple[Batch, Any, Union[str, None]]], None] = None
         self._scheduler: Union[asyncio.Task[None], None] = None
         self._progress: Union[asyncio.Future[None], None] = None
         self._failure: Union[BaseException, None] = None
@@ -804,8 +808,21 @@ class Engine:
                     batches = core.advance(now)
                 else:
                     batches = await self._journaled(encode_frame(Advance(now=now)), partial(core.advance, now), False)
-                for batch in batches:
-                    self._dispatch(batch)
+                if _EAGER and batches:
+                    self._answered = answered = []
+                    try:
+                        for batch in batches:
+                            self._dispatch(batch)
+                    finally:
+                        self._answered = None
+                    for batch, results, error in answered:
+                        try:
+                            await self._settle(batch, results, error)
+                        except Exception as exc:
+                            self._fail(exc)
+                else:
+                    for batch in batches:
+                        self._dispatch(batch)
                 self._flush()
                 if self._state is not _RUNNING:
                     break
@@ -840,9 +857,15 @@ class Engine:
 
     def _dispatch(self, batch: Batch) -> None:
         name = batch.provider
-        task = self._loop.create_task(  # type: ignore[union-attr]
-            self._run_batch(batch, self._providers[name], self._specs[name].timeout)
-        )
+        coro = self._run_batch(batch, self._providers[name], self._specs[name].timeout)
+        if _EAGER:
+            # The call's first step runs now, inside its own task (so a scope the provider opens
+            # before its first wait belongs to that task); one that answers at once ends here.
+            task = asyncio.Task(coro, loop=self._loop, eager_start=True)  # type: ignore[call-arg]
+            if task.done():
+                return
+        else:
+            task = self._loop.create_task(coro)  # type: ignore[union-attr]
         self._tasks.add(task)
         self._task_batch[task] = batch
 
@@ -866,6 +889,7 @@ class Engine:
         error: Union[str, None] = None
         results: Any = None
         scope: Union[asyncio.Timeout, None] = None
+        suspended = False
         calling = getattr(clock, "calling", None)
         try:
             with calling() if calling is not None else _NO_CALL:
@@ -881,6 +905,7 @@ class Engine:
                     except StopIteration as stop:
                         results, pending = stop.value, None
                 if pending is not None:
+                    suspended = True
                     async with asyncio.timeout(None) as scope:
                         # The deadline is set on the engine's clock, so it is virtual on a
                         # VirtualClock; at expiry it moves the asyncio timeout to "now",
@@ -899,7 +924,10 @@ class Engine:
                 # Yield once before recording: when the scheduler just started many
                 # batches, every provider call gets under way before the first
                 # answer is recorded (recording a large batch takes a while).
-                await asyncio.sleep(0)
+                # On Python 3.12+ the scheduler records the answers that came back
+                # at once itself, after its last batch, so no yield is needed.
+                if suspended or self._answered is None:
+                    await asyncio.sleep(0)
         except TimeoutError as exc:
             if scope is not None and scope.expired():
                 error = f"timeout: provider {batch.provider!r} did not answer within {timeout:g}s"
@@ -917,6 +945,14 @@ class Engine:
             error = f"provider {batch.provider!r} raised {type(exc).__name__}: {_text_of(exc)}"
         if error is None:
             error = shape_problem(results, len(batch.sends), batch.provider)
+        if not suspended and self._answered is not None:
+            self._answered.append((batch, results, error))
+            return
+        await self._settle(batch, results, error)
+
+    async def _settle(self, batch: Batch, results: Any, error: Union[str, None]) -> None:
+        """Hand a call's answer (or its failure) to the core, through the journal when there is one."""
+        clock = self._clock
         core = self._core
         assert core is not None
         if core.batch(batch.id) is None:
@@ -963,6 +999,8 @@ class Engine:
 
 
 _CoroutineType = types.CoroutineType
+# Eager tasks (Python 3.12+) run a call's first step at once inside its own task.
+_EAGER = sys.version_info >= (3, 12)
 _NO_CALL = contextlib.nullcontext()
 
 

@@ -46,7 +46,7 @@ class Entry(msgspec.Struct, gc=False):
     where: int = SCHEDULED
     hold: Union[str, None] = None
     locale: Union[Locale, None] = None
-    route: Union[tuple[str, str, str], None] = None
+    route: Union[tuple[str, str, str, str], None] = None
     reserved: bool = False
 
 
