@@ -989,3 +989,44 @@ def test_a_providers_own_timeout_scope_cuts_its_own_call_and_nothing_else(run: A
                                                          ("s2", Status.SENT)]
     assert outcomes[0].detail.startswith("provider 'rec' raised TimeoutError")
     assert outcomes[2].at == START + 3600
+
+
+def test_every_call_runs_in_a_task_of_its_own_and_none_is_kept_once_it_ended(run: Any) -> None:
+    """Calls that answer at once, suspend first, or raise at once each run ``send()`` inside a task that is
+    neither the scheduler nor another call's; once drained, the engine holds no task of any call.
+
+    (On Python 3.12+ calls start as eager tasks and one that answers at once ends inside ``create``: it
+    must not be left in the engine's set of running calls.)
+    """
+    tasks: list[Any] = []
+    raised: set[str] = set()
+
+    async def answer(p: Recorder, batch: Batch, call: int) -> list[Result]:
+        tasks.append(asyncio.current_task())
+        sid = batch.sends[0].id
+        if call % 3 == 0 and sid not in raised:
+            raised.add(sid)
+            raise RuntimeError("refused at once")
+        if call % 3 == 1:
+            await asyncio.sleep(0)
+        return [Accepted(provider_id=f"c{call}") for _ in batch.sends]
+
+    rec = Recorder(answer=answer, max_batch=1, max_concurrency=8)
+
+    async def main() -> tuple[list[Outcome], Any, int, int]:
+        async with asyncio.timeout(30):
+            async with virtual_engine(rec) as engine:
+                stream = engine.outcomes()
+                await engine.submit([sms(i, START) for i in range(24)])
+                await engine.drain()
+                kept = len(engine._tasks) + len(engine._task_batch)
+                scheduler = engine._scheduler
+            return await collect(stream), scheduler, kept, len(rec.calls)
+
+    outcomes, scheduler, kept, calls = run(main())
+    assert kept == 0
+    assert calls == len(tasks) == 24 + len(raised) and raised
+    assert all(t is not None and t is not scheduler for t in tasks)
+    assert len({id(t) for t in tasks}) == len(tasks)  # one task per call, none shared
+    sent = [o.send_id for o in outcomes if o.status is Status.SENT]
+    assert sorted(sent) == sorted(f"s{i}" for i in range(24))
