@@ -817,7 +817,7 @@ class Engine:
                         self._answered = None
                     for batch, results, error in answered:
                         try:
-                            await self._settle(batch, results, error)
+                            await self._settle(batch, results, error, True)
                         except Exception as exc:
                             self._fail(exc)
                 else:
@@ -950,8 +950,12 @@ class Engine:
             return
         await self._settle(batch, results, error)
 
-    async def _settle(self, batch: Batch, results: Any, error: Union[str, None]) -> None:
-        """Hand a call's answer (or its failure) to the core, through the journal when there is one."""
+    async def _settle(self, batch: Batch, results: Any, error: Union[str, None], by_scheduler: bool = False) -> None:
+        """Hand a call's answer (or its failure) to the core, through the journal when there is one.
+
+        ``by_scheduler``: the scheduler records it during its own pass, and flushes and looks at the next
+        wake-up itself right after.
+        """
         clock = self._clock
         core = self._core
         assert core is not None
@@ -974,6 +978,8 @@ class Engine:
             else:
                 payload = encode_frame(RecordError(now=now, batch=batch.id, check=batch_check(batch), error=error))
                 await self._journaled(payload, partial(core.record_error, batch, error, now), False)
+        if by_scheduler:
+            return
         self._flush()
         # Wake the scheduler only if the answer brought its next wake-up forward
         # (a retry due sooner, a provider slot freed for a waiting route): most
