@@ -8,6 +8,11 @@ Usage: ``python journal_fault_child.py MODE JOURNAL_DIR [LOOP]`` with MODE one o
 ``engine``
     open an Engine on ``JOURNAL_DIR`` (wall clock), submit a few sends, print
     ``READY <pid>`` and sleep until killed (a live holder of the journal);
+``snapshot``
+    open an Engine on ``JOURNAL_DIR`` (wall clock), submit 20,000 sends, lay
+    FIFOs where its snapshot writer will write, start a snapshot, print
+    ``READY <pid> <writer pid> <fifo>`` and sleep until killed (the writer
+    blocks on the FIFO until someone reads it, the test holding it open);
 ``open-as-nobody``
     drop to uid/gid 65534 and try to start an Engine on ``JOURNAL_DIR``;
     print one JSON line ``{"ok": bool, "error": str}`` (root bypasses file
@@ -38,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sendcore.engine import Engine  # noqa: E402
 from sendcore.errors import JournalError  # noqa: E402
+from sendcore.journal.files import snapshot_name  # noqa: E402
 from sendcore.provider import Provider  # noqa: E402
 from sendcore.send import Accepted, Batch, Result, Send  # noqa: E402
 from sendcore.settings import Settings  # noqa: E402
@@ -100,6 +106,21 @@ async def hold_engine(directory: Path) -> int:
     async with engine:
         await engine.submit([sms(f"live{i}", time.time() + 3600) for i in range(5)])
         print(f"READY {os.getpid()}", flush=True)
+        await asyncio.sleep(MAX_LIFE)
+    return 3
+
+
+async def snapshot_on_a_fifo(directory: Path) -> int:
+    engine = Engine(settings(str(directory)), plugins=[ProvidersPlugin(Log())], load_entrypoints=False)
+    async with engine:
+        await engine.submit([sms(f"snap{i}", time.time() + 3600) for i in range(20_000)])
+        # The writer's file is named after the next segment and this pid: lay a FIFO under every name it
+        # can take, so it blocks there, far past the point where it arranged to die with this process.
+        for n in range(1, 9):
+            os.mkfifo(directory / f"{snapshot_name(n)}.tmp-{os.getpid()}")
+        assert await engine.snapshot()
+        snap = engine._journal._snap  # type: ignore[union-attr]
+        print(f"READY {os.getpid()} {snap['pid']} {snap['tmp']}", flush=True)
         await asyncio.sleep(MAX_LIFE)
     return 3
 
@@ -228,7 +249,8 @@ def main(argv: list[str]) -> int:
     signal.alarm(int(MAX_LIFE) + 30)  # never an orphan forever
     if mode == "lock":
         return hold_lock(directory)
-    coro = {"engine": hold_engine, "open-as-nobody": open_as_nobody, "diskfull": diskfull}[mode](directory)
+    coro = {"engine": hold_engine, "snapshot": snapshot_on_a_fifo, "open-as-nobody": open_as_nobody,
+            "diskfull": diskfull}[mode](directory)
     if loop == "uvloop":
         import uvloop
 

@@ -411,6 +411,7 @@ class LockHolder:
             err = self.proc.stderr.read()  # type: ignore[union-attr]
             raise AssertionError(f"lock holder did not start: {line!r} {err}")
         self.pid = int(line.split()[1])
+        self.line = line
 
     def sigkill(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)
@@ -445,6 +446,71 @@ def test_lock_held_by_a_live_process_then_left_by_a_sigkilled_one(run: Any, tmp_
                 assert all(known(engine, f"live{i}") for i in range(5))
 
     run(main())
+
+
+def _process_state(pid: int) -> str:
+    """The state letter of ``pid`` in /proc (``R``, ``S``, ``T`` stopped, ``Z`` zombie), or ``""`` once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def test_a_snapshot_writer_dies_with_its_engine_and_the_restart_loses_nothing(run: Any, tmp_path: Path) -> None:
+    """R22, snapshots: the forked writer of a snapshot in progress does not outlive an engine that is SIGKILLed.
+
+    The writer's file is a FIFO this test holds open and never reads, so the
+    writer is alive, blocked in its write, when the engine dies; the kernel
+    must kill it then (the parent-death signal, set up without loading a
+    library in the forked child). The restart drops the snapshot it never
+    finished and knows every acknowledged send.
+    """
+    directory = tmp_path / "j"
+    holder = LockHolder("snapshot", directory)
+    _, _, writer_pid, fifo = holder.line.split()
+    writer = int(writer_pid)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        try:
+            deadline = time.monotonic() + 10
+            while not _has_open(writer, fifo) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert _has_open(writer, fifo), "the snapshot writer never opened its file"
+            assert _process_state(writer) not in ("", "Z")
+        finally:
+            holder.sigkill()
+        deadline = time.monotonic() + 10
+        while _process_state(writer) not in ("", "Z") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _process_state(writer) in ("", "Z"), f"the snapshot writer {writer} outlived its engine"
+    finally:
+        os.close(reader)
+    assert not files.snapshot_files(directory)
+
+    async def main() -> None:
+        engine = journal_engine(directory)
+        async with engine:
+            assert all(known(engine, f"snap{i}") for i in range(0, 20_000, 997))
+            assert engine.stats().pending == 20_000
+        assert not [p for p in directory.iterdir() if ".tmp" in p.name]
+
+    run(main())
+
+
+def _has_open(pid: int, path: str) -> bool:
+    """True if process ``pid`` has ``path`` open."""
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd) == path:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def test_two_engines_on_one_journal_in_one_process(run: Any, tmp_path: Path) -> None:

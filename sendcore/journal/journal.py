@@ -586,13 +586,14 @@ class Journal:
                              pending=self._core.pending, sendcore=_version())
         tmp = self.directory / f"{snapshot_name(next_segment)}.tmp-{os.getpid()}"
         state = self._core.export_state()
+        prctl = _prctl()
         t = time.perf_counter()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: write the state as it was at the fork, then leave at once
             code = 1
             try:
-                code = _write_snapshot_child(tmp, header_fields, state, self._lock_fd, parent)
+                code = _write_snapshot_child(tmp, header_fields, state, self._lock_fd, parent, prctl)
             finally:
                 os._exit(code)
         pause = time.perf_counter() - t
@@ -771,20 +772,39 @@ class Journal:
         os.close(self._lock_fd)
 
 
+_PRCTL: Any = None
+
+
+def _prctl() -> Any:
+    """libc's ``prctl``, or False where there is none; looked up in the parent, before it forks.
+
+    A process forked while other threads run (the executor's, here) must not
+    load a library: a thread may have held the loader's lock at the fork.
+    """
+    global _PRCTL
+    if _PRCTL is None:
+        try:
+            import ctypes
+
+            _PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+        except Exception:
+            _PRCTL = False
+    return _PRCTL
+
+
 def _write_snapshot_child(tmp: Path, header_fields: dict[str, Any], state: dict[str, Any], lock_fd: int,
-                          parent: int) -> int:
+                          parent: int, prctl: Any) -> int:
     """In the forked child: pickle ``state``, write and fsync the snapshot to ``tmp``; return the exit code."""
     try:
         os.close(lock_fd)  # the parent keeps the lock; this process must not outlive it holding it
         gc.disable()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except Exception:
-            pass
+        if prctl:
+            try:
+                prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the parent
+            except Exception:
+                pass
         if os.getppid() != parent:  # the parent died before the line above: its snapshot is moot
             return 1
         payload = pickle.dumps(state, protocol=5)
