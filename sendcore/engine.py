@@ -808,21 +808,17 @@ class Engine:
                     batches = core.advance(now)
                 else:
                     batches = await self._journaled(encode_frame(Advance(now=now)), partial(core.advance, now), False)
-                if _EAGER and batches:
-                    self._answered = answered = []
-                    try:
-                        for batch in batches:
-                            self._dispatch(batch)
-                    finally:
-                        self._answered = None
-                    for batch, results, error in answered:
-                        try:
-                            await self._settle(batch, results, error, True)
-                        except Exception as exc:
-                            self._fail(exc)
-                else:
+                answered = self._answered = [] if _EAGER else None
+                try:
                     for batch in batches:
                         self._dispatch(batch)
+                finally:
+                    self._answered = None
+                for batch, results, error in answered or ():
+                    try:
+                        await self._settle(batch, results, error)
+                    except Exception as exc:
+                        self._fail(exc)
                 self._flush()
                 if self._state is not _RUNNING:
                     break
@@ -948,19 +944,27 @@ class Engine:
         if not suspended and self._answered is not None:
             self._answered.append((batch, results, error))
             return
-        await self._settle(batch, results, error)
+        if not await self._settle(batch, results, error):
+            return
+        self._flush()
+        # Wake the scheduler only if the answer brought its next wake-up forward
+        # (a retry due sooner, a provider slot freed for a waiting route): most
+        # answers change nothing it is waiting for.
+        when = self._core.next_wakeup()  # type: ignore[union-attr]
+        if when is not None and when < self._armed:
+            self._wake.set()  # type: ignore[union-attr]
 
-    async def _settle(self, batch: Batch, results: Any, error: Union[str, None], by_scheduler: bool = False) -> None:
+    async def _settle(self, batch: Batch, results: Any, error: Union[str, None]) -> bool:
         """Hand a call's answer (or its failure) to the core, through the journal when there is one.
 
-        ``by_scheduler``: the scheduler records it during its own pass, and flushes and looks at the next
-        wake-up itself right after.
+        False if the batch was already given up on (at close, and recorded then). The caller flushes
+        the outcomes: the scheduler once per wake-up, a call's own task at once.
         """
         clock = self._clock
         core = self._core
         assert core is not None
         if core.batch(batch.id) is None:
-            return  # given up on at close and recorded then; a late answer changes nothing
+            return False  # a late answer changes nothing
         now = clock.now()
         if self._journal is None:
             if error is None:
@@ -978,15 +982,7 @@ class Engine:
             else:
                 payload = encode_frame(RecordError(now=now, batch=batch.id, check=batch_check(batch), error=error))
                 await self._journaled(payload, partial(core.record_error, batch, error, now), False)
-        if by_scheduler:
-            return
-        self._flush()
-        # Wake the scheduler only if the answer brought its next wake-up forward
-        # (a retry due sooner, a provider slot freed for a waiting route): most
-        # answers change nothing it is waiting for.
-        when = core.next_wakeup()
-        if when is not None and when < self._armed:
-            self._wake.set()  # type: ignore[union-attr]
+        return True
 
     def _record_error(self, batch: Batch, error: str) -> None:
         core = self._core

@@ -33,6 +33,7 @@ and accepts as before.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -772,24 +773,19 @@ class Journal:
         os.close(self._lock_fd)
 
 
-_PRCTL: Any = None
-
-
+@functools.cache
 def _prctl() -> Any:
-    """libc's ``prctl``, or False where there is none; looked up in the parent, before it forks.
+    """libc's ``prctl``, or None where there is none; looked up in the parent, before it forks.
 
     A process forked while other threads run (the executor's, here) must not
     load a library: a thread may have held the loader's lock at the fork.
     """
-    global _PRCTL
-    if _PRCTL is None:
-        try:
-            import ctypes
+    try:
+        import ctypes
 
-            _PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-        except Exception:
-            _PRCTL = False
-    return _PRCTL
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except Exception:
+        return None
 
 
 def _write_snapshot_child(tmp: Path, header_fields: dict[str, Any], state: dict[str, Any], lock_fd: int,
@@ -800,7 +796,7 @@ def _write_snapshot_child(tmp: Path, header_fields: dict[str, Any], state: dict[
         gc.disable()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
-        if prctl:
+        if prctl is not None:
             try:
                 prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the parent
             except Exception:
