@@ -253,6 +253,31 @@ def test_a_timeout_is_a_temporary_failure_and_a_slow_answer_within_it_is_accepte
     assert all(isinstance(r, Accepted) for r in slow)
 
 
+def test_the_wait_for_a_free_connection_does_not_count_against_request_timeout():
+    async def main():
+        async with HttpServer(TOKEN) as server:
+            server.script = [Slow(0.2)] * 4
+            # Four batches over one connection: turns of 0.2 s. The last one
+            # leaves 0.6 s in, past the 0.5 s timeout, yet is answered within
+            # 0.2 s of leaving.
+            provider = await started(server.url, max_connections=1, request_timeout=0.5)
+            try:
+                t0 = time.monotonic()
+                results = await asyncio.gather(*[provider.send(batch([sms(f"{b}-{i}", f"+336123456{b}{i}")
+                                                                      for i in range(3)]))
+                                                 for b in range(4)])
+                took = time.monotonic() - t0
+            finally:
+                await provider.close()
+            return results, took, provider.timeout
+
+    results, took, batch_timeout = asyncio.run(main())
+    flat = [r for rs in results for r in rs]
+    assert all(isinstance(r, Accepted) for r in flat), [r for r in flat if not isinstance(r, Accepted)][:3]
+    assert took >= 0.75  # they really went one at a time
+    assert batch_timeout == pytest.approx(8 * 0.5 + 1.0)  # 8 batches in flight, one at a time
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
 def test_5xx_and_408_are_temporary_failures_not_the_address(status):
     async def main():

@@ -115,8 +115,12 @@ def test_options_accept_durations_and_derive_the_batch_timeout():
     p = TwilioProvider.from_options({"account_sid": ACCOUNT, "messaging_service_sid": SERVICE,
                                      "request_timeout": "2s", "request_rate": 100})
     assert p.options.request_timeout == 2.0
-    # 4 batches of 50 waiting on 100 requests/s take 2 s, on top of the request's own 2 s.
-    assert p.timeout == pytest.approx(2.0 + 200 / 100 + 1.0)
+    # 4 batches of 50 over 100 connections: two turns of 2 s each, plus 2 s
+    # of waiting on 100 requests/s, plus a second's slack.
+    assert p.timeout == pytest.approx(2 * 2.0 + 200 / 100 + 1.0)
+    few = TwilioProvider.from_options({"account_sid": ACCOUNT, "messaging_service_sid": SERVICE,
+                                       "request_timeout": 2, "max_connections": 30})
+    assert few.timeout == pytest.approx(7 * 2.0 + 1.0)  # 200 requests, 30 at a time
 
 
 def test_the_provider_registers_only_when_configured(run):
@@ -198,7 +202,8 @@ def test_a_batch_is_sent_concurrently_over_reused_connections():
             # Each answer takes 0.1 s; 50 in sequence would take 5 s.
             for i in range(50):
                 server.always[f"+336123456{i:02d}"] = Slow(0.1)
-            provider = await started(server.url, max_connections=25)
+            # A generous timeout: this test is about concurrency, not timeouts.
+            provider = await started(server.url, max_connections=25, request_timeout=2.0)
             try:
                 t0 = time.perf_counter()
                 results = await provider.send(batch([sms(i, f"+336123456{i:02d}") for i in range(50)]))
@@ -214,6 +219,29 @@ def test_a_batch_is_sent_concurrently_over_reused_connections():
     # 25 connections at once: two rounds of 0.1 s, far from 50 rounds.
     assert elapsed < 1.5
     assert 0 < pooled <= 25  # the connections stay open for the next batch
+
+
+def test_the_wait_for_a_free_connection_does_not_count_against_request_timeout():
+    async def main():
+        async with TwilioServer(ACCOUNT, TOKEN) as server:
+            for i in range(8):
+                server.always[f"+336123456{i:02d}"] = Slow(0.2)
+            # 8 requests over 2 connections: four turns of 0.2 s. The last
+            # turn starts 0.6 s in, past the 0.5 s timeout, yet each request
+            # gets its answer within 0.2 s of leaving.
+            provider = await started(server.url, max_connections=2, request_timeout=0.5)
+            try:
+                t0 = time.perf_counter()
+                results = await provider.send(batch([sms(i, f"+336123456{i:02d}") for i in range(8)]))
+                elapsed = time.perf_counter() - t0
+            finally:
+                await provider.close()
+            return results, elapsed, provider.timeout
+
+    results, elapsed, batch_timeout = asyncio.run(main())
+    assert all(type(r) is Accepted for r in results), [r for r in results if type(r) is not Accepted][:3]
+    assert elapsed >= 0.75  # they really went two at a time
+    assert batch_timeout >= 100 * 0.5  # 200 requests in flight, 2 at a time, each up to 0.5 s
 
 
 def test_request_rate_paces_the_requests():

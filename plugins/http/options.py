@@ -67,7 +67,9 @@ class HttpOptions(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     - ``request_rate`` (requests per second, None = no limit) and
       ``request_burst`` (default 1): this API's own request limit, distinct
       from the route's messages per second; requests wait for it.
-    - ``request_timeout`` (default 10s): the longest one request may take.
+    - ``request_timeout`` (default 10s): the longest one request may take
+      once it has a connection; the waits for a free connection and for
+      ``request_rate`` do not count against it.
     - ``body_path`` (default ``messages``): where the list of items goes in
       the body; dotted for nesting (``data.messages``); ``""`` sends a bare
       JSON array. ``envelope``: fixed fields around the list (templates may

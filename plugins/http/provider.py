@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 from typing import Any, Mapping, Union
 
@@ -68,8 +69,8 @@ class HttpProvider(Provider):
     requests) in flight by default; no default route rate (set
     ``[providers.http] rate`` to the API's messages per second).
     ``timeout`` (the engine's limit on one batch) is derived from the options
-    so that it never cuts off a request within ``request_timeout``, the wait
-    for ``request_rate`` included.
+    so that it never cuts off a request within ``request_timeout``, the waits
+    for a free connection and for ``request_rate`` included.
     """
 
     name = "http"
@@ -84,6 +85,7 @@ class HttpProvider(Provider):
         """A provider for these options; nothing connects until ``start``."""
         self._session: Union[aiohttp.ClientSession, None] = None
         self._limiter: Union[AsyncLimiter, None] = None
+        self._slots: Union[asyncio.Semaphore, None] = None
         self._secret: Union[str, None] = None
         self._report_secret: Union[str, None] = None
         self._apply(options)
@@ -105,9 +107,12 @@ class HttpProvider(Provider):
         self.options = options
         self.channels = tuple(options.channels)
         self.max_batch = options.max_batch
+        # Every request in flight may wait its turn for a connection (each turn
+        # at most one request_timeout) and for the rate limiter.
+        turns = math.ceil(self.max_concurrency / options.max_connections)
         rate = options.request_rate
         waiting = self.max_concurrency / rate if rate else 0.0
-        self.timeout = float(options.request_timeout) + waiting + 1.0  # type: ignore[arg-type]
+        self.timeout = turns * float(options.request_timeout) + waiting + 1.0  # type: ignore[arg-type]
         self._url = URL(options.url)
         self._item = compile_shape(options.item, "item")
         self._envelope = compile_shape(options.envelope, "envelope", batch=True) if options.envelope else None
@@ -161,6 +166,9 @@ class HttpProvider(Provider):
         # A bucket of request_burst that refills at request_rate: bursts of at most
         # request_burst requests, then one every 1/request_rate seconds.
         self._limiter = AsyncLimiter(opts.request_burst, opts.request_burst / rate) if rate else None
+        # Requests queue here rather than in aiohttp's pool, whose wait would
+        # count against the request's own timeout.
+        self._slots = asyncio.Semaphore(opts.max_connections)
 
     async def close(self) -> None:
         """Close the shared session and its connections."""
@@ -206,14 +214,18 @@ class HttpProvider(Provider):
         opts = self.options
         data = self.body(batch)
         headers = {opts.idempotency_header: idempotency_key(sends)} if opts.idempotency_header else None
+        slots = self._slots
+        assert slots is not None
         try:
-            if self._limiter is not None:
-                await self._limiter.acquire()
-            async with session.request(opts.method, self._url, data=data, headers=headers,
-                                       allow_redirects=False) as resp:
-                raw = await resp.read()
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
+            # A connection first, then the rate, so queued requests never leave in a burst.
+            async with slots:
+                if self._limiter is not None:
+                    await self._limiter.acquire()
+                async with session.request(opts.method, self._url, data=data, headers=headers,
+                                           allow_redirects=False) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+                    retry_after = resp.headers.get("Retry-After")
         except asyncio.TimeoutError:
             return [TemporaryFailure("timeout", f"no answer within {opts.request_timeout:g}s",
                                      address_fault=False)] * n

@@ -47,9 +47,10 @@ class TwilioOptions(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     - ``max_connections``: the shared HTTP session's connection limit.
     - ``request_rate``: requests per second the account allows (None = no
       client-side limit); requests wait for it before they leave.
-    - ``request_timeout``: the longest one request may take, connection
-      pool wait included ("10s" or seconds); past it the message is a
-      temporary failure.
+    - ``request_timeout``: the longest one request may take once it has a
+      connection ("10s" or seconds); past it the message is a temporary
+      failure. The wait for a free connection or for ``request_rate`` does
+      not count against it.
     - ``stop_suppress``: what a 21610 (recipient replied STOP) suppresses:
       ``"marketing"`` (sendcore's opt-out scope) or ``"all"`` (Twilio blocks
       every message from that sender, transactional ones included).

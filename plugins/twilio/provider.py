@@ -104,7 +104,7 @@ class TwilioProvider(Provider):
     ``[providers.twilio] rate`` or ``[[routes]]`` to your senders' throughput.
     ``timeout`` (the engine's limit on one batch) is derived from the options
     so that it never cuts off a request still within ``request_timeout``,
-    including the wait for ``request_rate``.
+    including the wait for a free connection and for ``request_rate``.
     """
 
     name = "twilio"
@@ -119,6 +119,7 @@ class TwilioProvider(Provider):
         """A provider for these options; nothing connects until ``start``."""
         self._session: Union[aiohttp.ClientSession, None] = None
         self._limiter: Union[AsyncLimiter, None] = None
+        self._slots: Union[asyncio.Semaphore, None] = None
         self._token: Union[str, None] = None
         self._apply(options)
 
@@ -146,9 +147,13 @@ class TwilioProvider(Provider):
             tail += "&StatusCallback=" + quote_plus(options.status_callback)
         self._tail = tail
         self._default_from = "" if options.from_ is None else "&From=" + quote_plus(options.from_)
+        # Every request in flight may wait its turn for a connection (each turn
+        # at most one request_timeout) and for the rate limiter.
+        in_flight = self.max_concurrency * self.max_batch
+        turns = math.ceil(in_flight / options.max_connections)
         rate = options.request_rate
-        waiting = self.max_concurrency * self.max_batch / rate if rate else 0.0
-        self.timeout = float(options.request_timeout) + waiting + 1.0
+        waiting = in_flight / rate if rate else 0.0
+        self.timeout = turns * float(options.request_timeout) + waiting + 1.0
 
     # Lifecycle
 
@@ -181,6 +186,9 @@ class TwilioProvider(Provider):
             },
         )
         self._limiter = AsyncLimiter(opts.request_rate, 1.0) if opts.request_rate else None
+        # Requests queue here rather than in aiohttp's pool, whose wait would
+        # count against the request's own timeout.
+        self._slots = asyncio.Semaphore(opts.max_connections)
 
     async def close(self) -> None:
         """Close the shared session and its connections."""
@@ -225,15 +233,18 @@ class TwilioProvider(Provider):
         """One create-message request and its result. Transport errors become ``TemporaryFailure``."""
         body = ("To=" + quote_plus(send.to) + "&Body=" + quote_plus(send.body) + from_part + self._tail).encode()
         headers = {"I-Twilio-Idempotency-Token": send.id}
-        session = self._session
-        assert session is not None
+        session, slots = self._session, self._slots
+        assert session is not None and slots is not None
         try:
-            if self._limiter is not None:
-                await self._limiter.acquire()
-            async with session.post(self._url, data=body, headers=headers, allow_redirects=False) as resp:
-                raw = await resp.read()
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
+            # A connection first, then the rate: a request that passed the
+            # limiter leaves at once, so queued requests never leave in a burst.
+            async with slots:
+                if self._limiter is not None:
+                    await self._limiter.acquire()
+                async with session.post(self._url, data=body, headers=headers, allow_redirects=False) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+                    retry_after = resp.headers.get("Retry-After")
         except asyncio.TimeoutError:
             return TemporaryFailure("timeout", f"Twilio did not answer within {self.options.request_timeout:g}s",
                                     address_fault=False)
