@@ -489,6 +489,10 @@ class Guard:
             if not isinstance(spec, dict):
                 continue
             v = self.values.get(key)
+            # A [figure.py312] table holds the bounds that replace the figure's own on Python 3.12+.
+            newer = spec.get("py312") if sys.version_info >= (3, 12) else None
+            if isinstance(newer, dict):
+                spec = {**spec, **newer}
             lo, hi = spec.get(f"min_{self.plan.mode}", spec.get("min")), spec.get(f"max_{self.plan.mode}", spec.get("max"))
             if v is None:
                 verdict = "n/a"
