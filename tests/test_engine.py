@@ -583,9 +583,9 @@ def test_real_clock_submit_drain_and_hang(run: Any) -> None:
 
     due, outcomes = run(main())
     first_call = rec.calls[0][0]
-    assert 0 <= first_call - due < 0.25  # never early; generous upper bounds for a loaded CI machine
+    assert 0 <= first_call - due < 1.0  # never early; generous upper bounds for a loaded CI machine
     assert outcomes[0].status is Status.RETRYING and outcomes[0].detail.startswith("timeout:")
-    assert 0.2 <= outcomes[0].at - first_call < 0.6
+    assert 0.2 <= outcomes[0].at - first_call < 1.5
     assert outcomes[1].status is Status.SENT
 
 
@@ -801,7 +801,7 @@ def test_real_clock_sleeps_and_calls_at_wall_time(run: Any) -> None:
         return t1 - t0, await fired - t0
 
     slept, fired_after = run(main())
-    assert 0.019 <= slept < 0.2 and 0.049 <= fired_after < 0.25
+    assert 0.019 <= slept < 1.0 and 0.049 <= fired_after < 1.0  # upper bounds loose for a loaded machine
 
 
 def test_a_failing_outcome_hook_does_not_stop_sending(run: Any) -> None:
