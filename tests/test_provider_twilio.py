@@ -196,25 +196,34 @@ def test_the_same_send_id_gets_the_same_message_back():
     assert [r.idempotency_token for r in seen] == ["m1", "m1"]
 
 
-def test_a_batch_is_sent_concurrently_over_reused_connections():
-    async def main():
+def slow_batch(n: int, answer_in: float, **extra: Any) -> tuple[list[Any], float, TwilioProvider, int]:
+    """Send ``n`` messages in one batch to a server that answers each after ``answer_in`` seconds.
+
+    Returns the results, the wall time of the batch, the provider (closed)
+    and how many connections its pool held open after the batch.
+    """
+    async def main() -> tuple[list[Any], float, TwilioProvider, int]:
         async with TwilioServer(ACCOUNT, TOKEN) as server:
-            # Each answer takes 0.1 s; 50 in sequence would take 5 s.
-            for i in range(50):
-                server.always[f"+336123456{i:02d}"] = Slow(0.1)
-            # A generous timeout: this test is about concurrency, not timeouts.
-            provider = await started(server.url, max_connections=25, request_timeout=2.0)
+            for i in range(n):
+                server.always[f"+336123456{i:02d}"] = Slow(answer_in)
+            provider = await started(server.url, **extra)
             try:
                 t0 = time.perf_counter()
-                results = await provider.send(batch([sms(i, f"+336123456{i:02d}") for i in range(50)]))
+                results = await provider.send(batch([sms(i, f"+336123456{i:02d}") for i in range(n)]))
                 elapsed = time.perf_counter() - t0
                 connector = provider._session.connector  # type: ignore[union-attr]
                 pooled = sum(len(v) for v in connector._conns.values())
             finally:
                 await provider.close()
-            return results, elapsed, pooled
+            return results, elapsed, provider, pooled
 
-    results, elapsed, pooled = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_a_batch_is_sent_concurrently_over_reused_connections():
+    # Each answer takes 0.1 s; 50 in sequence would take 5 s. A generous
+    # timeout: this test is about concurrency, not timeouts.
+    results, elapsed, _, pooled = slow_batch(50, 0.1, max_connections=25, request_timeout=2.0)
     assert all(type(r) is Accepted for r in results), [r for r in results if type(r) is not Accepted][:3]
     # 25 connections at once: two rounds of 0.1 s, far from 50 rounds.
     assert elapsed < 1.5
@@ -222,26 +231,13 @@ def test_a_batch_is_sent_concurrently_over_reused_connections():
 
 
 def test_the_wait_for_a_free_connection_does_not_count_against_request_timeout():
-    async def main():
-        async with TwilioServer(ACCOUNT, TOKEN) as server:
-            for i in range(12):
-                server.always[f"+336123456{i:02d}"] = Slow(0.25)
-            # 12 requests over 2 connections: six turns of 0.25 s. The last
-            # turns end 1.25 s and 1.5 s in, past the 1 s timeout, yet each
-            # request gets its answer within 0.25 s of leaving.
-            provider = await started(server.url, max_connections=2, request_timeout=1.0)
-            try:
-                t0 = time.perf_counter()
-                results = await provider.send(batch([sms(i, f"+336123456{i:02d}") for i in range(12)]))
-                elapsed = time.perf_counter() - t0
-            finally:
-                await provider.close()
-            return results, elapsed, provider.timeout
-
-    results, elapsed, batch_timeout = asyncio.run(main())
+    # 12 requests over 2 connections: six turns of 0.25 s. The last turns end
+    # 1.25 s and 1.5 s in, past the 1 s timeout, yet each request gets its
+    # answer within 0.25 s of leaving.
+    results, elapsed, provider, _ = slow_batch(12, 0.25, max_connections=2, request_timeout=1.0)
     assert all(type(r) is Accepted for r in results), [r for r in results if type(r) is not Accepted][:3]
     assert elapsed >= 1.45  # they really went two at a time
-    assert batch_timeout >= 100 * 1.0  # 200 requests in flight, 2 at a time, each up to 1 s
+    assert provider.timeout >= 100 * 1.0  # 200 requests in flight, 2 at a time, each up to 1 s
 
 
 def test_request_rate_paces_the_requests():
