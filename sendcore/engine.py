@@ -35,11 +35,11 @@ from .assembly import assemble
 from .core import Checked, Core
 from .errors import DeliveryReportError, PendingLimitError
 from .ledger import storable_id
-from .plugins import PluginHost
+from .plugins import PluginError, PluginHost
 from .provider import DeliveryReport, ProviderSpec
 from .results import shape_problem, storable
 from .send import Batch, CancelReport, Explanation, Outcome, Rejection, Send, Stats, SubmitReport
-from .settings import Settings
+from .settings import Settings, limit_problem
 
 if TYPE_CHECKING:
     from .journal import Journal, JournalStats
@@ -64,11 +64,12 @@ _MAX_IDLE_PASSES = 10_000
 class _ProviderContext:
     """What one provider receives in ``start(context)`` (``sendcore.provider.ProviderContext``)."""
 
-    __slots__ = ("clock", "settings", "_engine", "provider")
+    __slots__ = ("clock", "settings", "limits", "_engine", "provider")
 
-    def __init__(self, engine: Engine, provider: str, settings: dict[str, Any]) -> None:
+    def __init__(self, engine: Engine, provider: str, settings: dict[str, Any], limits: ProviderSpec) -> None:
         self.clock = engine.clock
         self.settings = settings
+        self.limits = limits
         self._engine = engine
         self.provider = provider
 
@@ -248,8 +249,9 @@ class Engine:
                 start = getattr(p, "start", None)
                 if start is not None:
                     options = configured[p.name].options if p.name in configured else {}
-                    await start(_ProviderContext(self, p.name, dict(options)))
+                    await start(_ProviderContext(self, p.name, dict(options), self._specs[p.name]))
                 self._started.append(p)
+                self._adopt_timeout(p, configured.get(p.name))
         except BaseException:
             await self._close_providers()
             if self._journal is not None:
@@ -269,6 +271,25 @@ class Engine:
             self._journal.recovery.requeued = n
             self._flush()
         self._scheduler = self._loop.create_task(self._schedule(), name="sendcore-scheduler")
+
+    def _adopt_timeout(self, provider: Any, overrides: Any) -> None:
+        """Use the ``timeout`` a provider derived in ``start`` (from its options and ``context.limits``).
+
+        ``[providers.NAME] timeout``, when set, still wins. Raises
+        ``PluginError`` naming the provider when the derived value is no
+        valid timeout.
+        """
+        if overrides is not None and overrides.timeout is not None:
+            return
+        name = provider.name
+        spec = self._specs[name]
+        derived = getattr(provider, "timeout", spec.timeout)
+        if derived == spec.timeout:
+            return
+        problem = limit_problem("timeout", derived)
+        if problem is not None:
+            raise PluginError(f"provider {name!r}: `timeout` after start {problem}")
+        self._specs[name] = msgspec.structs.replace(spec, timeout=float(derived))
 
     async def close(self, *, grace: float = 5.0, snapshot: bool = False) -> None:
         """Stop dispatching, let in-flight calls finish or time out, close providers, end streams.
@@ -397,6 +418,16 @@ class Engine:
     def providers(self) -> dict[str, Any]:
         """The provider objects by name (after ``start``)."""
         return dict(self._providers)
+
+    @property
+    def limits(self) -> dict[str, ProviderSpec]:
+        """Each provider's declaration as the engine applies it, by name (after ``start``).
+
+        The provider's own values, with ``[providers.NAME]`` settings applied
+        and the ``timeout`` the provider derived in ``start`` (unless
+        ``[providers.NAME] timeout`` is set).
+        """
+        return dict(self._specs)
 
     @property
     def policies(self) -> list[Any]:

@@ -34,13 +34,18 @@ class ProviderContext(Protocol):
 
     ``clock`` is the engine's clock: a provider that simulates latency or
     schedules delivery reports must sleep on it, so that it runs on virtual
-    time in tests. ``report_delivery`` adds a ``delivered``/``undelivered``
+    time in tests. ``settings`` is the ``[providers.NAME.options]`` table.
+    ``limits`` is the provider's declaration as the engine applies it (with
+    ``[providers.NAME]`` settings such as ``max_concurrency``); a provider
+    whose ``timeout`` depends on them may set ``self.timeout`` in ``start``,
+    and the engine uses that unless ``[providers.NAME] timeout`` is set. ``report_delivery`` adds a ``delivered``/``undelivered``
     event to a sent message (R21); ``report_opt_out`` records that an address
     replied STOP (R14, scope ``marketing``).
     """
 
     clock: Clock
     settings: dict[str, Any]
+    limits: ProviderSpec
 
     def report_delivery(self, send_id: str, delivered: bool, detail: str = "") -> None:
         """Record a delivery report for a send this provider accepted."""

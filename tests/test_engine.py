@@ -20,7 +20,8 @@ from sendcore.engine import Engine
 from sendcore.errors import ConfigError, PendingLimitError
 from sendcore.hookspecs import hookimpl
 from sendcore.policies.base import Policy, Stage
-from sendcore.provider import Provider, ProviderContext
+from sendcore.plugins import PluginError
+from sendcore.provider import Provider, ProviderContext, ProviderSpec
 from sendcore.send import Accepted, Batch, Outcome, Reason, Result, Send, Status, TemporaryFailure
 from sendcore.settings import Settings
 from sendcore.testing import ProvidersPlugin, VirtualClock
@@ -321,6 +322,62 @@ def test_a_hung_provider_times_out_on_the_wall_clock_while_virtual_time_stands_s
     assert took >= 0.25  # the wall-clock timeout (timer granularity allows a hair early)
     assert outcomes[1].status is Status.SENT and outcomes[1].at == START + 10
     assert rec.active == 0  # the hung call was cancelled, not left behind
+
+
+class Deriving(Recorder):
+    """Derives its timeout in ``start`` from the batches the engine lets it have in flight."""
+
+    async def start(self, context: ProviderContext) -> None:
+        await super().start(context)
+        self.limits = context.limits
+        self.timeout = 0.1 * context.limits.max_concurrency
+
+
+def test_a_timeout_the_provider_derives_in_start_is_the_one_the_engine_applies(run: Any) -> None:
+    async def answer(p: Recorder, batch: Batch, call: int) -> list[Result]:
+        await asyncio.sleep(0.4)  # not on the clock: virtual time stands still, the timeout runs on the wall clock
+        return [Accepted() for _ in batch.sends]
+
+    rec = Deriving(answer=answer, timeout=0.2, max_concurrency=2)
+
+    async def main() -> tuple[ProviderSpec, list[Outcome]]:
+        async with virtual_engine(rec, providers={"rec": {"max_concurrency": 8}}) as engine:
+            stream = engine.outcomes()
+            await engine.submit([sms(1, START)])
+            await engine.drain()
+            limits = engine.limits["rec"]
+        return limits, await collect(stream)
+
+    limits, outcomes = run(main())
+    assert rec.limits.max_concurrency == 8  # the provider saw the setting, not its own declaration
+    assert limits.timeout == pytest.approx(0.8) and limits.max_concurrency == 8
+    assert [o.status for o in outcomes] == [Status.SENT]  # the 0.4 s call was not cut at the declared 0.2 s
+
+    pinned = Deriving(max_concurrency=2)
+
+    async def with_setting() -> float:
+        async with virtual_engine(pinned, providers={"rec": {"max_concurrency": 8, "timeout": "3s"}}) as engine:
+            return engine.limits["rec"].timeout
+
+    assert run(with_setting()) == 3.0  # [providers.NAME] timeout, when set, wins
+
+
+def test_a_timeout_derived_in_start_that_is_no_timeout_stops_the_start_naming_the_provider(run: Any) -> None:
+    class Negative(Recorder):
+        async def start(self, context: ProviderContext) -> None:
+            await super().start(context)
+            self.timeout = -1.0
+
+    bad = Negative()
+
+    async def main() -> Engine:
+        engine = virtual_engine(bad)
+        with pytest.raises(PluginError, match="provider 'rec': `timeout` after start must be a positive"):
+            await engine.start()
+        return engine
+
+    engine = run(main())
+    assert engine.closed and bad.closed  # the providers it had started were closed again
 
 
 def test_a_call_sleeping_on_the_clock_times_out_in_virtual_time(run: Any) -> None:

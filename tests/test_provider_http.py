@@ -617,6 +617,21 @@ def test_a_mixed_batch_through_the_engine_ends_every_send_once_with_the_right_ou
     assert any(o.send_id == "mhandset" and o.status is Status.RETRYING for o in outcomes)
 
 
+def test_the_batch_timeout_is_derived_again_for_the_concurrency_the_engine_applies(run):
+    async def main():
+        got = []
+        for limits in ({}, {"max_concurrency": 16}):
+            settings = Settings.from_dict({"journal": {"path": ""}, "providers": {"http": {
+                **limits, "options": options("http://127.0.0.1:9/", max_connections=4, request_timeout=2)}}})
+            async with Engine(settings, plugins=[sendcore_http], load_entrypoints=False) as engine:
+                got.append(engine.limits["http"].timeout)
+        return got
+
+    own, more = run(main())
+    assert own == pytest.approx(2 * 2.0 + 1.0)  # 8 requests in flight over 4 connections: two turns
+    assert more == pytest.approx(4 * 2.0 + 1.0)  # 16 requests: four turns
+
+
 def test_connection_refused_through_the_engine_retries_then_fails_each_send_once(run):
     async def main():
         settings = _engine_settings(f"http://127.0.0.1:{free_port()}/v1/messages")

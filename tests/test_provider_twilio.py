@@ -138,6 +138,26 @@ def test_the_provider_registers_only_when_configured(run):
     assert isinstance(provider, TwilioProvider) and provider.options.base_url == "http://127.0.0.1:9"
 
 
+def test_the_batch_timeout_is_derived_again_for_the_limits_the_engine_applies(run):
+    async def main():
+        opts = options("http://127.0.0.1:9", request_timeout=2, max_connections=100)
+        own = Settings.from_dict({"journal": {"path": ""}, "providers": {"twilio": {"options": opts}}})
+        more = Settings.from_dict({"journal": {"path": ""},
+                                   "providers": {"twilio": {"max_concurrency": 8, "options": opts}}})
+        pinned = Settings.from_dict({"journal": {"path": ""},
+                                     "providers": {"twilio": {"max_concurrency": 8, "timeout": "3s", "options": opts}}})
+        got = []
+        for s in (own, more, pinned):
+            async with Engine(s, plugins=[sendcore_twilio], load_entrypoints=False) as engine:
+                got.append(engine.limits["twilio"].timeout)
+        return got
+
+    own, more, pinned = run(main())
+    assert own == pytest.approx(2 * 2.0 + 1.0)  # 4 batches of 50 over 100 connections: two turns
+    assert more == pytest.approx(4 * 2.0 + 1.0)  # 8 batches of 50: four turns
+    assert pinned == 3.0  # [providers.twilio] timeout, when set, wins
+
+
 def test_start_without_the_token_variable_is_a_config_error_naming_it(monkeypatch):
     monkeypatch.delenv("MY_TWILIO_TOKEN", raising=False)
     provider = TwilioProvider.from_options(options("http://127.0.0.1:9", auth_token_env="MY_TWILIO_TOKEN"))

@@ -70,7 +70,9 @@ class HttpProvider(Provider):
     ``[providers.http] rate`` to the API's messages per second).
     ``timeout`` (the engine's limit on one batch) is derived from the options
     so that it never cuts off a request within ``request_timeout``, the waits
-    for a free connection and for ``request_rate`` included.
+    for a free connection and for ``request_rate`` included; at ``start`` it
+    is derived again for the ``max_concurrency`` the engine applies
+    (``[providers.http]``).
     """
 
     name = "http"
@@ -88,6 +90,7 @@ class HttpProvider(Provider):
         self._slots: Union[asyncio.Semaphore, None] = None
         self._secret: Union[str, None] = None
         self._report_secret: Union[str, None] = None
+        self._in_flight = self.max_concurrency  # one request per batch
         self._apply(options)
 
     @classmethod
@@ -109,9 +112,10 @@ class HttpProvider(Provider):
         self.max_batch = options.max_batch
         # Every request in flight may wait its turn for a connection (each turn
         # at most one request_timeout) and for the rate limiter.
-        turns = math.ceil(self.max_concurrency / options.max_connections)
+        in_flight = self._in_flight
+        turns = math.ceil(in_flight / options.max_connections)
         rate = options.request_rate
-        waiting = self.max_concurrency / rate if rate else 0.0
+        waiting = in_flight / rate if rate else 0.0
         self.timeout = turns * float(options.request_timeout) + waiting + 1.0  # type: ignore[arg-type]
         self._url = URL(options.url)
         self._item = compile_shape(options.item, "item")
@@ -146,9 +150,11 @@ class HttpProvider(Provider):
 
         Raises ``ConfigError`` naming the environment variable when one is unset or empty.
         """
+        limits = getattr(context, "limits", None)
+        if limits is not None:
+            self._in_flight = limits.max_concurrency
         overrides = getattr(context, "settings", None)
-        if overrides:
-            self._apply(HttpOptions.from_mapping(overrides))
+        self._apply(HttpOptions.from_mapping(overrides) if overrides else self.options)
         opts = self.options
         headers = {"Content-Type": "application/json", "Accept": "application/json", **opts.headers}
         if opts.auth_env is not None:

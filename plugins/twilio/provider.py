@@ -104,7 +104,9 @@ class TwilioProvider(Provider):
     ``[providers.twilio] rate`` or ``[[routes]]`` to your senders' throughput.
     ``timeout`` (the engine's limit on one batch) is derived from the options
     so that it never cuts off a request still within ``request_timeout``,
-    including the wait for a free connection and for ``request_rate``.
+    including the wait for a free connection and for ``request_rate``; at
+    ``start`` it is derived again for the ``max_batch`` and
+    ``max_concurrency`` the engine applies (``[providers.twilio]``).
     """
 
     name = "twilio"
@@ -121,6 +123,7 @@ class TwilioProvider(Provider):
         self._limiter: Union[AsyncLimiter, None] = None
         self._slots: Union[asyncio.Semaphore, None] = None
         self._token: Union[str, None] = None
+        self._in_flight = self.max_concurrency * self.max_batch
         self._apply(options)
 
     @classmethod
@@ -149,7 +152,7 @@ class TwilioProvider(Provider):
         self._default_from = "" if options.from_ is None else "&From=" + quote_plus(options.from_)
         # Every request in flight may wait its turn for a connection (each turn
         # at most one request_timeout) and for the rate limiter.
-        in_flight = self.max_concurrency * self.max_batch
+        in_flight = self._in_flight
         turns = math.ceil(in_flight / options.max_connections)
         rate = options.request_rate
         waiting = in_flight / rate if rate else 0.0
@@ -170,9 +173,11 @@ class TwilioProvider(Provider):
 
         Raises ``ConfigError`` naming the environment variable when it is unset or empty.
         """
+        limits = getattr(context, "limits", None)
+        if limits is not None:
+            self._in_flight = limits.max_concurrency * limits.max_batch
         overrides = getattr(context, "settings", None)
-        if overrides:
-            self._apply(TwilioOptions.from_mapping(overrides))
+        self._apply(TwilioOptions.from_mapping(overrides) if overrides else self.options)
         opts = self.options
         token = self._auth_token()
         connector = aiohttp.TCPConnector(limit=opts.max_connections)

@@ -78,6 +78,7 @@ except ImportError:  # pragma: no cover - exercised only without pytest installe
     pytest = None  # type: ignore[assignment]
 
 from ..clock import RealClock
+from ..provider import ProviderSpec, spec_of
 from ..results import RESULT_NAMES, RESULT_TYPES, shape_problem
 from ..send import Accepted, Batch, Outcome, PermanentFailure, RateLimited, Send, Status, TemporaryFailure
 from ..settings import Settings
@@ -144,9 +145,10 @@ def default_send(i: int, channel: str) -> Send:
 class _Context:
     """A ``ProviderContext`` that records what the provider reports."""
 
-    def __init__(self, clock: Any, options: dict[str, Any]) -> None:
+    def __init__(self, clock: Any, options: dict[str, Any], limits: ProviderSpec) -> None:
         self.clock = clock
         self.settings = dict(options)
+        self.limits = limits
         self.deliveries: list[tuple[str, bool, str]] = []
         self.opt_outs: list[tuple[str, str]] = []
 
@@ -294,7 +296,7 @@ class _Kit:
     async def harness(self, options: Union[dict[str, Any], None] = None) -> _Harness:
         provider = await _make(self.factory)
         clock = self.new_clock()
-        context = _Context(clock, self.options if options is None else options)
+        context = _Context(clock, self.options if options is None else options, spec_of(provider))
         start = getattr(provider, "start", None)
         if start is not None:
             await start(context)
