@@ -7,13 +7,14 @@ optional; it documents the surface and fills in defaults.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, Mapping, Protocol, Sequence, Union, runtime_checkable
 
 import msgspec
 
 from .send import Batch, Result
 
-__all__ = ["Clock", "DeliveryReport", "Provider", "ProviderContext", "ProviderSpec", "spec_of"]
+__all__ = ["Clock", "DeliveryReport", "Provider", "ProviderContext", "ProviderSpec", "batch_timeout", "spec_of"]
 
 
 @runtime_checkable
@@ -37,10 +38,12 @@ class ProviderContext(Protocol):
     time in tests. ``settings`` is the ``[providers.NAME.options]`` table.
     ``limits`` is the provider's declaration as the engine applies it (with
     ``[providers.NAME]`` settings such as ``max_concurrency``); a provider
-    whose ``timeout`` depends on them may set ``self.timeout`` in ``start``,
-    and the engine uses that unless ``[providers.NAME] timeout`` is set. ``report_delivery`` adds a ``delivered``/``undelivered``
-    event to a sent message (R21); ``report_opt_out`` records that an address
-    replied STOP (R14, scope ``marketing``).
+    whose ``timeout`` depends on them may set ``self.timeout`` in ``start``
+    (see ``batch_timeout``), and the engine uses that unless
+    ``[providers.NAME] timeout`` is set. ``report_delivery`` adds a
+    ``delivered``/``undelivered`` event to a sent message (R21);
+    ``report_opt_out`` records that an address replied STOP (R14, scope
+    ``marketing``).
     """
 
     clock: Clock
@@ -151,6 +154,21 @@ class ProviderSpec(msgspec.Struct, kw_only=True, frozen=True):
 #: Every declared field of a provider with its default (the name and channels are required).
 _DECLARED = {f: d for f, d in zip(ProviderSpec.__struct_fields__[-len(ProviderSpec.__struct_defaults__):],
                                   ProviderSpec.__struct_defaults__)}
+
+
+def batch_timeout(in_flight: int, connections: int, request_timeout: float,
+                  request_rate: Union[float, None] = None) -> float:
+    """The longest a call can take when ``in_flight`` requests share ``connections`` connections.
+
+    Each request waits its turn for a connection (each turn at most
+    ``request_timeout``) and for ``request_rate`` requests per second, if
+    set; one second of slack on top. A provider that queues its requests for
+    a connection before it starts their timers sets this as its ``timeout``,
+    so the engine never cuts off a request still within its own timeout.
+    """
+    turns = math.ceil(in_flight / connections)
+    waiting = in_flight / request_rate if request_rate else 0.0
+    return turns * float(request_timeout) + waiting + 1.0
 
 
 def spec_of(provider: Any, overrides: Any = None) -> ProviderSpec:

@@ -516,3 +516,12 @@ def test_every_hook_is_documented_in_the_readme_with_its_signature() -> None:
 def test_pluggy_project_name_matches_the_entry_point_group() -> None:
     assert isinstance(PluginHost(load_entrypoints=False).pm, pluggy.PluginManager)
     assert PluginHost(load_entrypoints=False).pm.project_name == "sendcore" == hookspecs.PROJECT
+
+
+def test_batch_timeout_counts_every_turn_of_connections_and_the_rate_wait() -> None:
+    from sendcore.provider import batch_timeout
+
+    assert batch_timeout(200, 100, 10.0) == 2 * 10.0 + 1.0  # two turns, no rate limit
+    assert batch_timeout(201, 100, 10.0) == 3 * 10.0 + 1.0  # a last turn of one request still counts
+    assert batch_timeout(8, 4, 2.0, request_rate=4.0) == 2 * 2.0 + 8 / 4.0 + 1.0
+    assert batch_timeout(1, 100, 0.5) == 0.5 + 1.0

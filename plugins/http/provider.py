@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 import os
 from typing import Any, Mapping, Union
 
@@ -26,7 +25,7 @@ from aiolimiter import AsyncLimiter
 from yarl import URL
 
 from sendcore.errors import ConfigError
-from sendcore.provider import DeliveryReport, Provider, ProviderContext
+from sendcore.provider import DeliveryReport, Provider, ProviderContext, batch_timeout
 from sendcore.send import Accepted, Batch, PermanentFailure, RateLimited, Result, Send, TemporaryFailure
 
 from .codes import item_failure, norm, retry_after_seconds, status_kind
@@ -110,13 +109,8 @@ class HttpProvider(Provider):
         self.options = options
         self.channels = tuple(options.channels)
         self.max_batch = options.max_batch
-        # Every request in flight may wait its turn for a connection (each turn
-        # at most one request_timeout) and for the rate limiter.
-        in_flight = self._in_flight
-        turns = math.ceil(in_flight / options.max_connections)
-        rate = options.request_rate
-        waiting = in_flight / rate if rate else 0.0
-        self.timeout = turns * float(options.request_timeout) + waiting + 1.0  # type: ignore[arg-type]
+        self.timeout = batch_timeout(self._in_flight, options.max_connections,
+                                     float(options.request_timeout), options.request_rate)  # type: ignore[arg-type]
         self._url = URL(options.url)
         self._item = compile_shape(options.item, "item")
         self._envelope = compile_shape(options.envelope, "envelope", batch=True) if options.envelope else None

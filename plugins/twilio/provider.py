@@ -26,7 +26,7 @@ from aiolimiter import AsyncLimiter
 from yarl import URL
 
 from sendcore.errors import ConfigError, DeliveryReportError
-from sendcore.provider import DeliveryReport, Provider, ProviderContext
+from sendcore.provider import DeliveryReport, Provider, ProviderContext, batch_timeout
 from sendcore.send import Accepted, Batch, PermanentFailure, RateLimited, Result, Send, TemporaryFailure
 
 from .codes import API_CODES, DELIVERY_CODES, RATE_LIMIT_CODES, STOP
@@ -115,7 +115,7 @@ class TwilioProvider(Provider):
     rate = None
     burst = None
     max_concurrency = 4
-    timeout = 11.0
+    timeout = 21.0  # the default options': 200 requests over 100 connections, 10 s each
 
     def __init__(self, options: TwilioOptions) -> None:
         """A provider for these options; nothing connects until ``start``."""
@@ -150,13 +150,8 @@ class TwilioProvider(Provider):
             tail += "&StatusCallback=" + quote_plus(options.status_callback)
         self._tail = tail
         self._default_from = "" if options.from_ is None else "&From=" + quote_plus(options.from_)
-        # Every request in flight may wait its turn for a connection (each turn
-        # at most one request_timeout) and for the rate limiter.
-        in_flight = self._in_flight
-        turns = math.ceil(in_flight / options.max_connections)
-        rate = options.request_rate
-        waiting = in_flight / rate if rate else 0.0
-        self.timeout = turns * float(options.request_timeout) + waiting + 1.0
+        self.timeout = batch_timeout(self._in_flight, options.max_connections, float(options.request_timeout),
+                                     options.request_rate)
 
     # Lifecycle
 
