@@ -108,20 +108,34 @@ class Dispatch:
 
     def enqueue(self, entries: list[Entry], now: float) -> None:
         """Put admitted entries on their routes and mark the routes ready now; a failing hook fails only its send."""
-        route_of = self.route_of
+        route_of, routes = self.route_of, self.routes
+        by_where = self.ledger.by_where
         touched: dict[int, Route] = {}
+        queued = 0
         for e in entries:
-            try:
-                route = route_of(e)
-            except Exception as exc:  # a carrier hook that raised: this send fails, not the engine
-                self.ledger.errors += 1
-                self.ledger.finish(e, Status.FAILED, Reason.ERROR, now, f"choosing the route raised "
-                             f"{type(exc).__name__}: {exc}")
-                continue
-            route.push(e.prio, e)
-            self.ledger.move(e, QUEUED)
+            # A send back on its route (a retry, a deferral) has its key: one lookup, not route_of.
+            key = e.route
+            route = routes.get(key) if key is not None else None
+            if route is None:
+                try:
+                    route = route_of(e)
+                except Exception as exc:  # a carrier hook that raised: this send fails, not the engine
+                    self.ledger.errors += 1
+                    self.ledger.finish(e, Status.FAILED, Reason.ERROR, now, f"choosing the route raised "
+                                 f"{type(exc).__name__}: {exc}")
+                    continue
+            q = route.queues.get(e.prio)
+            if q is None:
+                route.push(e.prio, e)
+            else:  # (Route.push, inlined: every admitted send takes this path)
+                q.append(e)
+                route.size += 1
+            by_where[e.where] -= 1  # (Ledger.move, inlined)
+            e.where = QUEUED
+            queued += 1
             e.hold = None
             touched[id(route)] = route
+        by_where[QUEUED] += queued
         for route in touched.values():
             self.schedule(route, now)
 

@@ -228,7 +228,11 @@ class Ledger:
             # A provider_id that is no string (a provider bug) is not applied as sent: the outcome would
             # carry it, and with the journal on the same answer is retried (it cannot be stored), so it is
             # retried here too (found by the fuzz test, tests/test_fuzz.py).
-            if type(r) is not Accepted or e.where == DEAD or not storable_id(r.provider_id):
+            if type(r) is not Accepted or e.where == DEAD:
+                others.append((e, r))
+                continue
+            pid = r.provider_id
+            if type(pid) is not str or not (pid.isascii() or storable_id(pid)):  # (storable_id, its ASCII case inlined)
                 others.append((e, r))
                 continue
             s = e.send
@@ -240,7 +244,6 @@ class Ledger:
                 reservations.pop(sid, None)
             if pushbacks:
                 pushbacks.pop(sid, None)
-            pid = r.provider_id
             o = Outcome(send_id=sid, status=sent, reason=accepted_reason, at=now, attempt=e.attempt,
                         provider=provider, provider_id=pid, channel=s.channel, recipient=s.recipient)
             outcomes.append(o)
