@@ -1,9 +1,9 @@
-"""``python -m bench.stages``: the per-stage timing of the core must not change what the core does."""
+"""The bench tools that explain the figures: ``bench.stages`` (time per stage) and ``bench.floor`` (the skeleton)."""
 
 from __future__ import annotations
 
 from bench import measure as M
-from bench import stages
+from bench import floor, stages
 
 
 def test_timing_the_stages_leaves_the_outcomes_and_the_classes_as_they_were():
@@ -23,3 +23,17 @@ def test_timing_the_stages_leaves_the_outcomes_and_the_classes_as_they_were():
     assert sum(spent[label] for label in inside) <= advance
     assert spent["    dispatch chain"] <= spent["  dispatch: pacing, batches"]
     assert calls["Core.record (answers)"] > 0
+
+
+def test_the_skeleton_hands_every_send_of_the_day_to_the_provider_once():
+    n = 2_000
+    day = M.scenario(n)
+    got = floor.case_skeleton(n)()
+    assert got == {"final": {"sent": n}, "pending": 0, "outcomes": n}
+    assert len({s.id for s in day.sends}) == n  # one outcome per distinct send, none merged
+
+
+def test_floor_measure_reports_each_case_per_send_and_checks_that_each_drained():
+    got = floor.measure(1_000, rounds=1)
+    assert set(got) == {"skeleton", "hand_rolled", "sendcore"}
+    assert all(0 < v < 1e-3 for v in got.values()), got  # CPU seconds per send: microseconds, not seconds
