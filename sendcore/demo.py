@@ -559,7 +559,6 @@ class QuietCheck:
         self.start, self.end = quiet
         self._fr_holidays: Any = holidays.country_holidays("FR")
         self._zones: dict[int, tuple[ZoneInfo, ...]] = {}
-        self._profile: dict[int, ZoneInfo] = {}
         self._cache: dict[tuple[int, int], tuple[bool, int]] = {}
 
     def zones(self, k: int) -> tuple[ZoneInfo, ...]:

@@ -99,3 +99,60 @@ def test_the_client_waits_out_max_pending_then_gives_up_with_the_problem(tmp_pat
                 assert [(o["seq"], o["send_id"], o["status"]) for o in seen] == [(1, "e0", "cancelled")]
 
     asyncio.run(main())
+
+
+async def final(client: Client, send_id: str) -> dict:
+    """What ``client.get`` answers for ``send_id`` once it is final (within 5 s)."""
+    for _ in range(500):
+        got = await client.get(send_id)
+        if got["state"] == "final":
+            return got
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{send_id} is not final after 5 s: {got}")
+
+
+def test_every_call_of_the_client_reaches_its_endpoint_and_returns_what_the_service_answered(tmp_path):
+    s = settings(tmp_path)
+    tokens = make_tokens(s)
+
+    async def main():
+        async with served(s) as (service, http):
+            engine = service.engine
+            later = time.time() + 3600
+            async with Client(f"http://127.0.0.1:{http.port}", tokens["all"], backoff=0.01) as client:
+                assert await client.ready()
+                await client.submit([email(0, send_at=later), email(1, send_at=later, recipient="bob"),
+                                     email(2, send_at=later, recipient="bob"),
+                                     email(3, send_at=later, origin="flow", origin_id="f-9"), email(4, send_at=later),
+                                     email(5)])
+                got = await client.cancel_many(ids=["e0", "zz"])
+                assert got["cancelled"] == ["e0"] and got["unknown"] == ["zz"]
+                assert sorted((await client.cancel_many(recipient="bob"))["cancelled"]) == ["e1", "e2"]
+                assert (await client.cancel_many(origin_id="f-9"))["cancelled"] == ["e3"]
+                assert engine.outcome("e3").status.value == "cancelled"
+
+                await client.suppress("email", "e9@example.com", "all")
+                await client.submit([email(9)])
+                assert (await final(client, "e9"))["outcome"]["reason"] == "suppressed"
+                await client.unsuppress("email", "e9@example.com")
+                await client.submit([email(10, to="e9@example.com")])
+                assert (await final(client, "e10"))["outcome"]["status"] == "sent"
+
+                # e5 was due at once: once sent, a delivery report for it is an event on its outcome.
+                assert (await final(client, "e5"))["outcome"]["status"] == "sent"
+                event = await client.delivery_report("sandbox", {"send_id": "e5", "status": "DELIVRD"})
+                assert event is not None and event["status"] == "delivered" and event["send_id"] == "e5"
+
+                assert (await client.status())["pending"]["scheduled"] == 1  # e4, the one left
+                text = await client.metrics()
+                assert 'sendcore_pending_sends{state="scheduled"} 1.0' in text
+            async with Client(f"http://127.0.0.1:{http.port}", tokens["read"], retries=0) as reader:
+                try:
+                    await reader.cancel_many(ids=["e4"])
+                except ApiError as exc:
+                    assert exc.status == 403
+                else:
+                    raise AssertionError("a read-only token cancelled a send")
+            assert engine.pending == 1
+
+    asyncio.run(main())
