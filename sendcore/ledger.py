@@ -20,13 +20,35 @@ from .locale_types import Locale
 from .rows import PendingRows
 from .send import Accepted, Outcome, Reason, Send, Status
 
-__all__ = ["DEAD", "Entry", "IN_FLIGHT", "Ledger", "QUEUED", "SCHEDULED", "storable_id"]
+__all__ = ["DEAD", "Entry", "IN_FLIGHT", "Ledger", "QUEUED", "SCHEDULED", "STATE_NAMES", "StateError",
+           "TRANSITIONS", "storable_id"]
 
 #: Where an entry waits.
-SCHEDULED = 0  # in the timing wheel, until ``due``
+SCHEDULED = 0  # in the timing wheel (or the pending store's rows), until ``due``
 QUEUED = 1  # in a route queue, waiting for pacing
 IN_FLIGHT = 2  # handed to a provider, result not yet recorded
 DEAD = -1  # cancelled or finished; skipped where it still sits (lazy deletion)
+
+STATE_NAMES = {SCHEDULED: "scheduled", QUEUED: "queued", IN_FLIGHT: "in_flight", DEAD: "dead"}
+
+#: Every move an entry may make, as h11 tables its connection states: the table is the lifecycle's
+#: one description, and ``Ledger.move`` / ``move_all`` refuse any move it lacks. An entry starts
+#: SCHEDULED (``add``). The hot paths that set ``where`` themselves take only these edges: admission
+#: queueing (SCHEDULED -> QUEUED, ``Dispatch.enqueue``), dispatch (QUEUED -> IN_FLIGHT, ``move_all``)
+#: and the finishes (any -> DEAD; finishing a DEAD entry does nothing).
+TRANSITIONS: dict[int, frozenset[int]] = {
+    # held again by admission (quiet hours, caps) | admitted onto its route | ended (cancelled, expired, skipped)
+    SCHEDULED: frozenset({SCHEDULED, QUEUED, DEAD}),
+    # held by a dispatch-time rule | handed to the provider | ended
+    QUEUED: frozenset({SCHEDULED, IN_FLIGHT, DEAD}),
+    # retried after its backoff | pushed back by a rate limit, or requeued at recovery | answered for good
+    IN_FLIGHT: frozenset({SCHEDULED, QUEUED, DEAD}),
+    DEAD: frozenset(),
+}
+
+
+class StateError(RuntimeError):
+    """A move the lifecycle table (``TRANSITIONS``) does not allow: a bug in the core, never bad input."""
 
 _SENT = Status.SENT
 
@@ -107,18 +129,26 @@ class Ledger:
         #: ``add``, ``move`` and the finishes: stats without a walk.
         self.by_where = [0, 0, 0]
 
-    # States. An entry moves SCHEDULED -> QUEUED -> IN_FLIGHT and back (a deferral, a retry, a pushback,
-    # a requeue at recovery), and ends DEAD from any of them; every move goes through ``move`` or a finish.
+    # States: every move is an edge of TRANSITIONS, made by ``move``, ``move_all`` or a finish.
 
     def move(self, e: Entry, where: int) -> None:
-        """Move pending ``e`` to ``where`` (SCHEDULED, QUEUED or IN_FLIGHT), keeping the counts."""
+        """Move pending ``e`` to ``where`` (SCHEDULED, QUEUED or IN_FLIGHT), keeping the counts.
+
+        Raises ``StateError`` for a move ``TRANSITIONS`` lacks, before changing anything.
+        """
+        if where not in TRANSITIONS[e.where]:
+            raise StateError(f"send {e.send.id!r}: {STATE_NAMES[e.where]} -> {STATE_NAMES.get(where, where)} "
+                             "is not a move of the lifecycle table")
         c = self.by_where
         c[e.where] -= 1
         c[where] += 1
         e.where = where
 
     def move_all(self, entries: list[Entry], src: int, where: int) -> None:
-        """Move every entry of ``entries``, each waiting at ``src``, to ``where``."""
+        """Move every entry of ``entries``, each waiting at ``src``, to ``where`` (one table check for the batch)."""
+        if where not in TRANSITIONS[src]:
+            raise StateError(f"{len(entries)} sends: {STATE_NAMES.get(src, src)} -> {STATE_NAMES.get(where, where)} "
+                             "is not a move of the lifecycle table")
         for e in entries:
             e.where = where
         c = self.by_where

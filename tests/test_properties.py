@@ -6,6 +6,7 @@ from datetime import datetime
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from sendcore.ledger import IN_FLIGHT, QUEUED, SCHEDULED, STATE_NAMES
 from sendcore.send import Accepted, PermanentFailure, RateLimited, Status, TemporaryFailure
 from sendcore.testing.simulate import InstantProvider, drive
 
@@ -145,6 +146,13 @@ def test_the_counts_by_state_always_match_the_pending_sends(sends, answers, canc
         st_ = c.stats()
         assert [st_.scheduled, st_.queued, st_.in_flight] == walked
         assert st_.scheduled + st_.queued + st_.in_flight == st_.pending == c.pending
+        # Each send's state says where it really waits: in the wheel, in its route's queue, or in a batch.
+        in_wheel = {id(e) for e in c._wheel.items()}
+        in_queue = {id(e) for r in c.dispatch.routes.values() for q in r.queues.values() for e in q}
+        in_batch = {id(e) for fl in c.dispatch.inflight.values() for e in fl.entries}
+        held = {SCHEDULED: in_wheel, QUEUED: in_queue, IN_FLIGHT: in_batch}
+        for e in c.ledger.pending.values():
+            assert id(e) in held[e.where], f"{e.send.id} is {STATE_NAMES[e.where]} but not held there"
 
     c.submit(sends, T0 - 3600)
     check()
