@@ -50,6 +50,13 @@ TRANSITIONS: dict[int, frozenset[int]] = {
 class StateError(RuntimeError):
     """A move the lifecycle table (``TRANSITIONS``) does not allow: a bug in the core, never bad input."""
 
+
+def _refused(what: str, src: int, dst: int) -> StateError:
+    """The error for a refused move of ``what`` (one send, or a batch)."""
+    return StateError(f"{what}: {STATE_NAMES.get(src, src)} -> {STATE_NAMES.get(dst, dst)} "
+                      "is not a move of the lifecycle table")
+
+
 _SENT = Status.SENT
 
 
@@ -137,8 +144,7 @@ class Ledger:
         Raises ``StateError`` for a move ``TRANSITIONS`` lacks, before changing anything.
         """
         if where not in TRANSITIONS[e.where]:
-            raise StateError(f"send {e.send.id!r}: {STATE_NAMES[e.where]} -> {STATE_NAMES.get(where, where)} "
-                             "is not a move of the lifecycle table")
+            raise _refused(f"send {e.send.id!r}", e.where, where)
         c = self.by_where
         c[e.where] -= 1
         c[where] += 1
@@ -147,8 +153,7 @@ class Ledger:
     def move_all(self, entries: list[Entry], src: int, where: int) -> None:
         """Move every entry of ``entries``, each waiting at ``src``, to ``where`` (one table check for the batch)."""
         if where not in TRANSITIONS[src]:
-            raise StateError(f"{len(entries)} sends: {STATE_NAMES.get(src, src)} -> {STATE_NAMES.get(where, where)} "
-                             "is not a move of the lifecycle table")
+            raise _refused(f"{len(entries)} sends", src, where)
         for e in entries:
             e.where = where
         c = self.by_where

@@ -75,3 +75,21 @@ def test_a_batch_move_checks_its_edge_before_moving_any() -> None:
     c.ledger.move_all(es, QUEUED, IN_FLIGHT)
     assert [e.where for e in es] == [IN_FLIGHT] * 3
     assert c.ledger.by_where == c.ledger.recount() == [0, 0, 3]
+
+
+def test_the_architecture_doc_tables_exactly_the_moves_of_the_table() -> None:
+    """docs/architecture.md lists the lifecycle for readers; it must not drift from ``TRANSITIONS``."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
+    table = doc.split("| from | to | when |", 1)[1].split("\n\n", 1)[0]
+    by_name = {name.upper(): state for state, name in STATE_NAMES.items()}
+    documented = set()
+    for row in table.splitlines()[2:]:  # past the header's rule
+        src_cell, dst_cell = row.split("|")[1:3]
+        if "(new)" in src_cell:  # how an entry starts, not a move
+            continue
+        sources = STATES if "any" in src_cell else [by_name[s] for s in re.findall(r"`(\w+)`", src_cell)]
+        documented |= {(s, by_name[d]) for s in sources for d in re.findall(r"`(\w+)`", dst_cell)}
+    assert documented == {(s, d) for s, dsts in TRANSITIONS.items() for d in dsts}
